@@ -108,3 +108,10 @@ type Store interface {
 
 	Close() error
 }
+
+// EventSink receives events. Publishing never blocks on slow consumers
+// (webhooks are sent in the background) and never fails the caller's
+// operation: a lost event is logged, not returned.
+type EventSink interface {
+	Publish(ctx context.Context, e *Event)
+}
