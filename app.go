@@ -33,6 +33,9 @@ type App struct {
 	// Empty: no stickiness beyond the routing cookie.
 	StickyKey string  `json:"stickyKey,omitempty"`
 	Routing   Routing `json:"routing"`
+	// Mirror copies a share of production's requests to a slot, in the
+	// background (shadow traffic); nil when off.
+	Mirror *MirrorRule `json:"mirror,omitempty"`
 	// Slots in creation order; production first.
 	Slots     []*Slot   `json:"slots"`
 	CreatedAt time.Time `json:"createdAt"`
@@ -243,6 +246,12 @@ func (r Routing) Percent(slot string) float64 {
 
 // TrafficRule sends Percent of the app's traffic to Slot.
 type TrafficRule struct {
+	Slot    string  `json:"slot"`
+	Percent float64 `json:"percent"`
+}
+
+// MirrorRule mirrors Percent of production's requests to Slot.
+type MirrorRule struct {
 	Slot    string  `json:"slot"`
 	Percent float64 `json:"percent"`
 }

@@ -1,0 +1,447 @@
+// Package gateway is modelslot's OpenAI-compatible data plane: it picks a
+// slot for every request from an immutable routing snapshot, proxies the
+// request to the slot's backend with streams passed through event by event,
+// and meters every response per slot and revision.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RoutingParam is the query parameter and cookie that pin a user to a slot,
+// named as on Azure.
+const RoutingParam = "x-ms-routing-name"
+
+// Response headers that say who answered.
+const (
+	HeaderSlot    = "X-Modelslot-Slot"
+	HeaderVersion = "X-Modelslot-Version"
+)
+
+// Config tunes the gateway; zero values take the defaults noted.
+type Config struct {
+	Logger *slog.Logger
+	// MaxRequestBytes bounds a request body (default 32 MiB).
+	MaxRequestBytes int64
+	// CookieMaxAge is the life of a routing cookie (default 24h; Azure's
+	// one hour lets a user flip versions mid-conversation).
+	CookieMaxAge time.Duration
+	// DialTimeout bounds connecting to a backend (default 5s).
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a backend's response
+	// headers (default 10m: a long non-streaming generation is legitimate).
+	ResponseHeaderTimeout time.Duration
+	// MaxIdleConnsPerHost sizes the upstream connection pool (default 256).
+	MaxIdleConnsPerHost int
+	// DisableMeter turns metering off (for benchmarks of its cost).
+	DisableMeter bool
+	// SampleCapacity is how many recent requests each slot keeps for
+	// analysis (default 65536).
+	SampleCapacity int
+	// Registerer receives the Prometheus metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 32 << 20
+	}
+	if c.CookieMaxAge <= 0 {
+		c.CookieMaxAge = 24 * time.Hour
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.ResponseHeaderTimeout <= 0 {
+		c.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if c.MaxIdleConnsPerHost <= 0 {
+		c.MaxIdleConnsPerHost = 256
+	}
+	if c.SampleCapacity <= 0 {
+		c.SampleCapacity = 1 << 16
+	}
+	return c
+}
+
+// Gateway is an http.Handler serving the public, OpenAI-compatible API.
+type Gateway struct {
+	cfg       Config
+	log       *slog.Logger
+	snap      atomic.Pointer[snapshot]
+	transport *http.Transport
+	meter     *Meter
+	cookieAge string
+	mirror    *mirrorer
+}
+
+// New returns a gateway with no apps; Update publishes routing.
+func New(cfg Config) *Gateway {
+	cfg = cfg.withDefaults()
+	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g.transport = &http.Transport{
+		Proxy: nil, // never route model traffic through an environment proxy
+		DialContext: (&net.Dialer{
+			Timeout:   cfg.DialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4 * cfg.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
+	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
+	g.mirror = newMirrorer(g)
+	g.snap.Store(&snapshot{apps: map[string]*appRoute{}})
+	return g
+}
+
+// Meter returns the gateway's meter (a modelslot.MetricSource).
+func (g *Gateway) Meter() *Meter { return g.meter }
+
+// Transport returns the pooled upstream transport, shared with health checks
+// and warm-up so that they exercise the same path as traffic.
+func (g *Gateway) Transport() *http.Transport { return g.transport }
+
+// Update publishes new routing; every request that starts after Update
+// returns sees it.
+func (g *Gateway) Update(apps []RouteApp) {
+	g.snap.Store(g.buildSnapshot(apps))
+}
+
+// Close stops background work (mirroring) and closes idle connections.
+func (g *Gateway) Close() {
+	g.mirror.close()
+	g.transport.CloseIdleConnections()
+}
+
+// Backend is one upstream model server. Requests in flight are counted so
+// that a swapped-out deployment can be drained before it is restarted or
+// stopped.
+type Backend struct {
+	target   *url.URL
+	proxy    *httputil.ReverseProxy
+	inflight atomic.Int64
+	headers  http.Header
+	query    url.Values
+}
+
+// NewBackend returns a backend for the server at rawURL; d supplies the
+// extra headers and query parameters of hosted providers.
+func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "backend URL %q is not valid: give an http:// or https:// address such as http://127.0.0.1:8000", rawURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	// A URL given as ".../v1" is the OpenAI base URL; requests already carry /v1.
+	u.Path = strings.TrimSuffix(u.Path, "/v1")
+	b := &Backend{target: u}
+	if d != nil {
+		if len(d.Headers) > 0 {
+			b.headers = http.Header{}
+			for k, v := range d.Headers {
+				b.headers.Set(k, v)
+			}
+		}
+		if len(d.Query) > 0 {
+			b.query = url.Values{}
+			for k, v := range d.Query {
+				b.query.Set(k, v)
+			}
+		}
+	}
+	b.proxy = &httputil.ReverseProxy{
+		Rewrite:       b.rewrite,
+		Transport:     g.transport,
+		FlushInterval: -1, // flush every write: streams pass event by event
+		ErrorHandler:  g.proxyError,
+		BufferPool:    bufferPool{},
+		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	return b, nil
+}
+
+// URL returns the backend's base URL.
+func (b *Backend) URL() string { return b.target.String() }
+
+// InFlight is the number of requests the backend is serving.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Drain waits until the backend has no request in flight or ctx ends.
+func (b *Backend) Drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for b.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return modelslot.Errorf(modelslot.EUNAVAILABLE, "drain %s: %d requests still in flight when the drain timed out", b.target, b.inflight.Load())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = b.target.Scheme
+	pr.Out.URL.Host = b.target.Host
+	if b.target.Path != "" {
+		pr.Out.URL.Path = b.target.Path + pr.Out.URL.Path
+		pr.Out.URL.RawPath = ""
+	}
+	pr.Out.Host = ""
+	if b.query != nil {
+		q := pr.Out.URL.Query()
+		for k, v := range b.query {
+			q[k] = v
+		}
+		pr.Out.URL.RawQuery = q.Encode()
+	}
+	for k, v := range b.headers {
+		pr.Out.Header[k] = v
+	}
+	// The gateway's own headers stop here.
+	pr.Out.Header.Del("X-Modelslot-App")
+}
+
+// ServeHTTP routes and proxies one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	snap := g.snap.Load()
+	app, path := snap.appFor(r)
+	if app == nil {
+		writeError(w, http.StatusNotFound, "app_not_found", "no app serves this request: name it with the X-Modelslot-App header or a /<app>/v1/... path")
+		return
+	}
+	if path != r.URL.Path {
+		r.URL.Path = path
+		r.URL.RawPath = ""
+	}
+	slot, setCookie, err := g.route(app, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
+		return
+	}
+	if slot == nil {
+		writeError(w, http.StatusServiceUnavailable, "no_deployment", "app "+app.name+" has no deployment in production: deploy one with `modelslot deploy production --url ...`")
+		return
+	}
+	h := w.Header()
+	h[HeaderSlot] = slot.slotHdr
+	h[HeaderVersion] = slot.versionHdr
+	if setCookie {
+		h.Add("Set-Cookie", RoutingParam+"="+slot.name+app.genSuffix+g.cookieAge)
+	}
+	if r.ContentLength > g.cfg.MaxRequestBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is larger than the gateway's limit of "+strconv.Itoa(int(g.cfg.MaxRequestBytes))+" bytes")
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
+	}
+	var mirrorBody []byte
+	if slot.rewrite != nil || (app.mirror != nil && slot == app.prod) {
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
+			return
+		}
+		if app.mirror != nil && slot == app.prod && app.mirror.take() {
+			mirrorBody = body
+		}
+		if slot.rewrite != nil {
+			if body, err = slot.rewrite.request(body); err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+				return
+			}
+		}
+		setBody(r, body)
+	}
+
+	b := slot.backend
+	b.inflight.Add(1)
+	if g.cfg.DisableMeter && slot.rewrite == nil && mirrorBody == nil {
+		defer b.inflight.Add(-1)
+		b.proxy.ServeHTTP(w, r)
+		return
+	}
+	mw := getMeterWriter(w, start, slot.rewrite)
+	mw.keepHead = mirrorBody != nil
+	aborted := serve(b, mw, r)
+	b.inflight.Add(-1)
+	s := mw.sample(slot.revision)
+	if aborted {
+		// The stream broke after the headers were sent: the client saw a
+		// truncated answer, which counts as a failure.
+		s.Status = 0
+	}
+	if mirrorBody != nil && !aborted {
+		g.mirror.submit(app, r, mirrorBody, s, mw.firstBytes())
+	}
+	putMeterWriter(mw)
+	if !g.cfg.DisableMeter {
+		slot.meter.record(s)
+	}
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// serve proxies one request; the reverse proxy aborts a response whose
+// backend breaks mid-body with http.ErrAbortHandler, which is recovered
+// here so that the request is still counted and metered, then re-raised.
+func serve(b *Backend, w http.ResponseWriter, r *http.Request) (aborted bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			aborted = true
+		}
+	}()
+	b.proxy.ServeHTTP(w, r)
+	return false
+}
+
+// route decides the slot: a routing query parameter (which also sets the
+// cookie), a cookie of the current generation, a sticky key, or a weighted
+// draw.
+func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCookie bool, err error) {
+	if q := r.URL.RawQuery; q != "" && strings.Contains(q, RoutingParam) {
+		values := r.URL.Query()
+		if name := values.Get(RoutingParam); name != "" {
+			slot = app.lookup(name)
+			if slot == nil {
+				return nil, false, errors.New("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
+			}
+			values.Del(RoutingParam)
+			r.URL.RawQuery = values.Encode()
+			return slot, true, nil
+		}
+	}
+	if c := r.Header["Cookie"]; len(c) > 0 {
+		if name, ok := routingCookie(c, app.genSuffix); ok {
+			if slot = app.lookup(name); slot != nil {
+				return slot, false, nil
+			}
+		}
+	}
+	if len(app.ranges) == 0 {
+		return app.prod, false, nil
+	}
+	if app.stickyHeader != "" {
+		if v := r.Header.Get(app.stickyHeader); v != "" {
+			return app.pick(fnv1a(v)), false, nil
+		}
+	} else if app.stickyUser {
+		user, err := peekUser(r)
+		if err != nil {
+			return nil, false, err
+		}
+		if user != "" {
+			return app.pick(fnv1a(user)), false, nil
+		}
+	}
+	return app.pick(rand.IntN(buckets)), false, nil
+}
+
+// routingCookie finds "x-ms-routing-name=<slot>.<generation>" without
+// parsing every cookie; a cookie of an older generation is ignored.
+func routingCookie(headers []string, genSuffix string) (string, bool) {
+	for _, h := range headers {
+		i := strings.Index(h, RoutingParam+"=")
+		if i < 0 {
+			continue
+		}
+		v := h[i+len(RoutingParam)+1:]
+		if j := strings.IndexByte(v, ';'); j >= 0 {
+			v = v[:j]
+		}
+		v = strings.TrimSpace(v)
+		if !strings.HasSuffix(v, genSuffix) {
+			return "", false
+		}
+		return v[:len(v)-len(genSuffix)], true
+	}
+	return "", false
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; the backend request is cancelled with it.
+		if mw, ok := w.(*meterWriter); ok {
+			mw.status = statusClientClosed
+		}
+		return
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is larger than the gateway's limit of "+strconv.Itoa(int(mbe.Limit))+" bytes")
+		return
+	}
+	slot := w.Header().Get(HeaderSlot)
+	g.log.Warn("backend error", "slot", slot, "err", err)
+	status, code := http.StatusBadGateway, "backend_unavailable"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		status, code = http.StatusGatewayTimeout, "backend_timeout"
+	}
+	writeError(w, status, code, "the model backend of slot "+slot+" did not answer: "+errorText(err))
+}
+
+// errorText keeps the useful end of a transport error ("connection
+// refused") without internal URLs of other components.
+func errorText(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && i+2 < len(s) {
+		return s[i+2:]
+	}
+	return s
+}
+
+// statusClientClosed records a request the client abandoned (nginx's 499).
+const statusClientClosed = 499
+
+// writeError writes an OpenAI-style JSON error.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	typ := "invalid_request_error"
+	if status >= 500 {
+		typ = "server_error"
+	}
+	body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": typ, "code": code}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

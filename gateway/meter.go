@@ -1,0 +1,417 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var _ modelslot.MetricSource = (*Meter)(nil)
+
+// Meter keeps, per app and slot, a ring of the most recent requests (what
+// the rollout gates judge and the admin API summarises) and feeds the
+// Prometheus metrics.
+type Meter struct {
+	capacity int
+	mu       sync.Mutex
+	slots    map[[2]string]*slotMeter
+	prom     *promMetrics
+}
+
+func newMeter(capacity int, reg prometheus.Registerer) *Meter {
+	return &Meter{capacity: capacity, slots: map[[2]string]*slotMeter{}, prom: newPromMetrics(reg)}
+}
+
+// slot returns the meter of one slot, creating it once; it outlives
+// snapshots so that a routing change keeps the history.
+func (m *Meter) slot(app, slot string) *slotMeter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{app, slot}
+	sm := m.slots[k]
+	if sm == nil {
+		sm = &slotMeter{app: app, slot: slot, ring: make([]modelslot.Sample, m.capacity), prom: m.prom}
+		m.slots[k] = sm
+	}
+	return sm
+}
+
+type slotMeter struct {
+	app, slot string
+	prom      *promMetrics
+
+	mu   sync.Mutex
+	ring []modelslot.Sample
+	next int  // index of the next write
+	full bool // the ring has wrapped
+	// children resolved once per revision, not per request
+	children map[string]*promChildren
+	current  *promChildren
+}
+
+func (sm *slotMeter) bindRevision(revision, version string) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.children == nil {
+		sm.children = map[string]*promChildren{}
+	}
+	c := sm.children[revision]
+	if c == nil {
+		c = sm.prom.children(sm.app, sm.slot, revision, version)
+		sm.children[revision] = c
+	}
+	sm.current = c
+}
+
+func (sm *slotMeter) record(s modelslot.Sample) {
+	sm.mu.Lock()
+	sm.ring[sm.next] = s
+	sm.next++
+	if sm.next == len(sm.ring) {
+		sm.next = 0
+		sm.full = true
+	}
+	c := sm.children[s.Revision]
+	sm.mu.Unlock()
+	if c != nil {
+		c.observe(s)
+	}
+}
+
+// samples returns the recorded samples that finished in [from, to), oldest
+// first.
+func (sm *slotMeter) samples(from, to time.Time) []modelslot.Sample {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	var out []modelslot.Sample
+	collect := func(part []modelslot.Sample) {
+		for _, s := range part {
+			if !s.Time.Before(from) && s.Time.Before(to) {
+				out = append(out, s)
+			}
+		}
+	}
+	if sm.full {
+		collect(sm.ring[sm.next:])
+	}
+	collect(sm.ring[:sm.next])
+	return out
+}
+
+// Series implements modelslot.MetricSource over the recent requests.
+func (m *Meter) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Series, error) {
+	slot := q.Slot
+	if slot == modelslot.Self {
+		slot = modelslot.Production
+	}
+	m.mu.Lock()
+	sm := m.slots[[2]string{q.App, slot}]
+	m.mu.Unlock()
+	out := modelslot.Series{Slot: slot, Complete: true}
+	if sm != nil {
+		out.Samples = sm.samples(q.From, q.To)
+	}
+	return out, nil
+}
+
+// Stats summarises one slot's requests in a window.
+type Stats struct {
+	App      string  `json:"app"`
+	Slot     string  `json:"slot"`
+	Revision string  `json:"revision,omitempty"`
+	Window   string  `json:"window"`
+	Requests int     `json:"requests"`
+	RPS      float64 `json:"rps"`
+	// Requests by status class: "2xx", "4xx", "5xx", "error" (no answer),
+	// "cancelled" (the client went away).
+	ByClass      map[string]int `json:"byClass"`
+	ErrorRate    float64        `json:"errorRate"`
+	LatencyMS    Quantiles      `json:"latencyMs"`
+	TTFTMS       Quantiles      `json:"ttftMs"`
+	OutputTokens int            `json:"outputTokens"`
+	TokensPerSec float64        `json:"tokensPerSec"` // mean per-request output rate after the first token
+}
+
+// Quantiles of a distribution in milliseconds.
+type Quantiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+}
+
+// Stats returns per-slot, per-revision summaries of the last window.
+func (m *Meter) Stats(app string, window time.Duration, now time.Time) []Stats {
+	m.mu.Lock()
+	var sms []*slotMeter
+	for k, sm := range m.slots {
+		if app == "" || k[0] == app {
+			sms = append(sms, sm)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(sms, func(a, b *slotMeter) int {
+		if c := cmpStr(a.app, b.app); c != 0 {
+			return c
+		}
+		return cmpStr(a.slot, b.slot)
+	})
+	var out []Stats
+	for _, sm := range sms {
+		byRev := map[string][]modelslot.Sample{}
+		var order []string
+		for _, s := range sm.samples(now.Add(-window), now.Add(time.Nanosecond)) {
+			if _, ok := byRev[s.Revision]; !ok {
+				order = append(order, s.Revision)
+			}
+			byRev[s.Revision] = append(byRev[s.Revision], s)
+		}
+		for _, rev := range order {
+			out = append(out, summarise(sm.app, sm.slot, rev, window, byRev[rev]))
+		}
+	}
+	return out
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func summarise(app, slot, rev string, window time.Duration, ss []modelslot.Sample) Stats {
+	st := Stats{App: app, Slot: slot, Revision: rev, Window: window.String(), Requests: len(ss), ByClass: map[string]int{}}
+	var lat, ttft []float64
+	var tpsSum float64
+	var tpsN, errs int
+	for _, s := range ss {
+		switch {
+		case s.Status == 0:
+			st.ByClass["error"]++
+		case s.Status == statusClientClosed:
+			st.ByClass["cancelled"]++
+		default:
+			st.ByClass[string(rune('0'+s.Status/100))+"xx"]++
+		}
+		if s.IsError() {
+			errs++
+		}
+		lat = append(lat, float64(s.Latency)/1e6)
+		if s.TTFT > 0 {
+			ttft = append(ttft, float64(s.TTFT)/1e6)
+		}
+		st.OutputTokens += s.OutputTokens
+		if tps := s.TokensPerSecond(); tps > 0 {
+			tpsSum += tps
+			tpsN++
+		}
+	}
+	if len(ss) > 0 {
+		st.ErrorRate = float64(errs) / float64(len(ss))
+		st.RPS = float64(len(ss)) / window.Seconds()
+	}
+	if tpsN > 0 {
+		st.TokensPerSec = tpsSum / float64(tpsN)
+	}
+	st.LatencyMS = quantiles(lat)
+	st.TTFTMS = quantiles(ttft)
+	return st
+}
+
+func quantiles(v []float64) Quantiles {
+	if len(v) == 0 {
+		return Quantiles{}
+	}
+	slices.Sort(v)
+	q := func(p float64) float64 { return v[min(len(v)-1, int(p*float64(len(v))))] }
+	return Quantiles{P50: q(0.5), P90: q(0.9), P95: q(0.95), P99: q(0.99)}
+}
+
+// meterWriter wraps the client's ResponseWriter to see the status, the
+// first content token and the output tokens, without buffering anything.
+type meterWriter struct {
+	http.ResponseWriter
+	start      time.Time
+	status     int
+	stream     bool
+	ttft       time.Duration
+	events     int // content events seen in a stream
+	usage      int // completion_tokens from a usage object, -1 when absent
+	tail       [32]byte
+	tailN      int
+	rw         *rewriter
+	head       []byte // first bytes of the answer, kept for shadow comparison
+	keepHead   bool
+	wroteBytes bool
+}
+
+var meterWriters = sync.Pool{New: func() any { return new(meterWriter) }}
+
+func getMeterWriter(w http.ResponseWriter, start time.Time, rw *rewriter) *meterWriter {
+	mw := meterWriters.Get().(*meterWriter)
+	*mw = meterWriter{ResponseWriter: w, start: start, usage: -1, rw: rw, head: mw.head[:0]}
+	return mw
+}
+
+func putMeterWriter(mw *meterWriter) {
+	mw.ResponseWriter = nil
+	mw.rw = nil
+	meterWriters.Put(mw)
+}
+
+func (mw *meterWriter) WriteHeader(code int) {
+	if mw.status == 0 {
+		mw.status = code
+		ct := mw.Header().Get("Content-Type")
+		mw.stream = len(ct) >= 17 && ct[:17] == "text/event-stream"
+		if mw.rw != nil && !mw.stream {
+			// The body's length changes when the model name is rewritten.
+			mw.Header().Del("Content-Length")
+		}
+	}
+	mw.ResponseWriter.WriteHeader(code)
+}
+
+var (
+	tokContent = []byte(`"content":"`)
+	tokText    = []byte(`"text":"`)
+	tokUsage   = []byte(`"completion_tokens":`)
+	tokData    = []byte("data:")
+)
+
+func (mw *meterWriter) Write(p []byte) (int, error) {
+	if mw.status == 0 {
+		mw.WriteHeader(http.StatusOK)
+	}
+	if mw.stream {
+		mw.scanStream(p)
+	} else if !mw.wroteBytes && mw.status < 300 {
+		// A non-streaming answer's "first token" is its first byte.
+		mw.ttft = time.Since(mw.start)
+	}
+	mw.wroteBytes = true
+	mw.scanUsage(p)
+	if mw.keepHead && len(mw.head) < 64<<10 {
+		mw.head = append(mw.head, p[:min(len(p), 64<<10-len(mw.head))]...)
+	}
+	if mw.rw != nil {
+		// The proxy checks that every byte it gave was written.
+		_, err := mw.ResponseWriter.Write(mw.rw.response(p))
+		return len(p), err
+	}
+	return mw.ResponseWriter.Write(p)
+}
+
+// scanStream counts SSE events that carry content and notes when the first
+// one passed. Events split across writes are counted when their "data:"
+// prefix is seen; content detection looks within the write.
+func (mw *meterWriter) scanStream(p []byte) {
+	for rest := p; ; {
+		i := bytes.Index(rest, tokData)
+		if i < 0 {
+			return
+		}
+		rest = rest[i+len(tokData):]
+		end := bytes.Index(rest, tokData)
+		ev := rest
+		if end >= 0 {
+			ev = rest[:end]
+		}
+		if hasContent(ev) {
+			mw.events++
+			if mw.ttft == 0 {
+				mw.ttft = time.Since(mw.start)
+			}
+		}
+	}
+}
+
+// hasContent reports whether an event carries a non-empty content or text
+// delta (a role-only first chunk does not count as a token).
+func hasContent(ev []byte) bool {
+	for _, tok := range [...][]byte{tokContent, tokText} {
+		if i := bytes.Index(ev, tok); i >= 0 && i+len(tok) < len(ev) && ev[i+len(tok)] != '"' {
+			return true
+		}
+	}
+	return false
+}
+
+// scanUsage finds "completion_tokens":N, also across a write boundary.
+func (mw *meterWriter) scanUsage(p []byte) {
+	if i := bytes.Index(p, tokUsage); i >= 0 {
+		mw.usage = parseInt(p[i+len(tokUsage):])
+	} else if mw.tailN > 0 {
+		var joined [64]byte
+		n := copy(joined[:], mw.tail[:mw.tailN])
+		n += copy(joined[n:], p[:min(len(p), 32)])
+		if i := bytes.Index(joined[:n], tokUsage); i >= 0 {
+			mw.usage = parseInt(joined[i+len(tokUsage) : n])
+		}
+	}
+	if len(p) >= len(mw.tail) {
+		mw.tailN = copy(mw.tail[:], p[len(p)-len(mw.tail):])
+	} else {
+		keep := min(mw.tailN, len(mw.tail)-len(p))
+		copy(mw.tail[:], mw.tail[mw.tailN-keep:mw.tailN])
+		mw.tailN = keep + copy(mw.tail[keep:], p)
+	}
+}
+
+func parseInt(b []byte) int {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	n, any := 0, false
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+		any = true
+	}
+	if !any {
+		return -1
+	}
+	return n
+}
+
+// Flush passes SSE events on at once.
+func (mw *meterWriter) Flush() {
+	if f, ok := mw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (mw *meterWriter) Unwrap() http.ResponseWriter { return mw.ResponseWriter }
+
+func (mw *meterWriter) firstBytes() []byte { return mw.head }
+
+func (mw *meterWriter) sample(revision string) modelslot.Sample {
+	now := time.Now()
+	s := modelslot.Sample{Time: now, Status: mw.status, Latency: now.Sub(mw.start), TTFT: mw.ttft, Revision: revision}
+	if mw.status == 0 {
+		s.Status = 0
+	}
+	switch {
+	case mw.usage >= 0:
+		s.OutputTokens = mw.usage
+	default:
+		s.OutputTokens = mw.events
+	}
+	if s.TTFT == 0 && s.Status >= 200 && s.Status < 300 {
+		s.TTFT = s.Latency
+	}
+	return s
+}
