@@ -423,6 +423,7 @@ type SlotStatus struct {
 type AppStatus struct {
 	App      string        `json:"app"`
 	Routing  Routing       `json:"routing"`
+	Mirror   *MirrorRule   `json:"mirror,omitempty"`
 	Slots    []SlotStatus  `json:"slots"`
 	LastSwap *SwapRecord   `json:"lastSwap,omitempty"`
 	Rollout  *RolloutBrief `json:"rollout,omitempty"`

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, newDeployCmd) }
+
+func newDeployCmd() *cobra.Command {
+	var (
+		f                                           clientFlags
+		url, command, version, revision             string
+		settings, sticky, headers, secrets, queries []string
+		defaults, overrides                         []string
+		warmupPath, warmupStatus, model, prompt     string
+		promptMode                                  string
+		warmupTimeout                               time.Duration
+		warmupRetries                               int
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy SLOT (--url URL | --cmd 'server --port {port}' | --revision ID) [flags]",
+		Short: "Deploy a model version to a slot; it replaces the old one only once healthy",
+		Long: `Deploy a model version to a slot. --url points at any OpenAI-compatible server;
+--cmd starts a process the daemon supervises ({port} is replaced by the port it
+chooses; settings become its environment; logs go to <data>/logs; it is
+restarted with backoff after a crash). The new deployment replaces the old one
+only after it answers its warm-up path; if it never does, the old one keeps
+serving and the error says why. Deploying identical content is a no-op;
+--revision redeploys a past revision.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			d := modelslot.Deployment{URL: url, Command: command, Version: version, Model: model, SystemPrompt: prompt, SystemPromptMode: promptMode}
+			if d.Settings, err = parseKV(settings, "setting"); err != nil {
+				return err
+			}
+			if d.Headers, err = parseKV(headers, "header"); err != nil {
+				return err
+			}
+			sec, err := parseKV(secrets, "secret-header")
+			if err != nil {
+				return err
+			}
+			for k, v := range sec {
+				if d.Headers == nil {
+					d.Headers = map[string]string{}
+				}
+				d.Headers[k] = v
+				d.SecretHeaders = append(d.SecretHeaders, k)
+			}
+			if d.Query, err = parseKV(queries, "query"); err != nil {
+				return err
+			}
+			if d.Defaults, err = parseParams(defaults, "default"); err != nil {
+				return err
+			}
+			if d.Overrides, err = parseParams(overrides, "override"); err != nil {
+				return err
+			}
+			d.Warmup = modelslot.Warmup{Path: warmupPath, Timeout: modelslot.Duration(warmupTimeout), Retries: warmupRetries}
+			if warmupStatus != "" {
+				for _, s := range strings.Split(warmupStatus, ",") {
+					n, err := strconv.Atoi(strings.TrimSpace(s))
+					if err != nil {
+						return modelslot.Errorf(modelslot.EINVALID, "--warmup-status %q: %q is not an HTTP status", warmupStatus, s)
+					}
+					d.Warmup.Statuses = append(d.Warmup.Statuses, n)
+				}
+			}
+			req := modelslot.DeployRequest{Deployment: d, Revision: revision}
+			if req.StickySettings, err = parseKV(sticky, "sticky-setting"); err != nil {
+				return err
+			}
+			if revision != "" && (url != "" || command != "") {
+				return modelslot.Errorf(modelslot.EINVALID, "--revision redeploys a past revision as it was: do not combine it with --url or --cmd")
+			}
+			s, err := c.Deploy(cmd.Context(), f.app, args[0], req)
+			if err != nil {
+				return err
+			}
+			if f.json() {
+				return printJSON(cmd.OutOrStdout(), s)
+			}
+			println(cmd.OutOrStdout(), "slot %s now serves %s (revision %s)", s.Name, firstNonEmpty(s.Deployment.Version, "-"), s.Deployment.Revision)
+			return nil
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&url, "url", "", "address of an OpenAI-compatible server, e.g. http://127.0.0.1:8000")
+	fl.StringVar(&command, "cmd", "", "command that starts a model server on {port}, supervised by the daemon")
+	fl.StringVar(&version, "version", "", "version label, e.g. v2")
+	fl.StringVar(&revision, "revision", "", "redeploy a past revision of this app")
+	fl.StringArrayVar(&settings, "setting", nil, "KEY=VALUE setting that travels with the deployment in a swap (process environment); repeatable")
+	fl.StringArrayVar(&sticky, "sticky-setting", nil, "KEY=VALUE setting that stays with the slot in a swap; repeatable")
+	fl.StringVar(&warmupPath, "warmup-path", "", "path that must answer before the deployment takes traffic (default /health)")
+	fl.StringVar(&warmupStatus, "warmup-status", "", "allowed warm-up statuses, e.g. 200,204 (default any 2xx)")
+	fl.DurationVar(&warmupTimeout, "warmup-timeout", 0, "how long to wait for the deployment to become healthy (default 5m)")
+	fl.IntVar(&warmupRetries, "warmup-retries", 0, "warm-up pings that must succeed in a swap (default 3)")
+	fl.StringVar(&model, "model", "", "the backend's own model id; requests' model field is rewritten to it")
+	fl.StringVar(&prompt, "system-prompt", "", "system prompt added to every chat request")
+	fl.StringVar(&promptMode, "system-prompt-mode", "", "prepend (default) or replace the client's system messages")
+	fl.StringArrayVar(&defaults, "default", nil, "PARAM=JSON sampling default applied when the request does not set it, e.g. temperature=0.2; repeatable")
+	fl.StringArrayVar(&overrides, "override", nil, "PARAM=JSON value forced on every request; repeatable")
+	fl.StringArrayVar(&headers, "header", nil, "NAME=VALUE header added to upstream requests; repeatable")
+	fl.StringArrayVar(&secrets, "secret-header", nil, "NAME=VALUE header whose value is secret (never shown or logged), e.g. api-key=...; repeatable")
+	fl.StringArrayVar(&queries, "query", nil, "NAME=VALUE query parameter added upstream, e.g. api-version=2024-10-21; repeatable")
+	return cmd
+}
+
+// parseParams reads PARAM=JSON flags; a value that is not JSON is a string.
+func parseParams(kvs []string, flag string) (map[string]any, error) {
+	raw, err := parseKV(kvs, flag)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(raw))
+	for k, v := range raw {
+		var x any
+		if json.Unmarshal([]byte(v), &x) != nil {
+			x = v
+		}
+		out[k] = x
+	}
+	return out, nil
+}

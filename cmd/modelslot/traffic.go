@@ -1,0 +1,129 @@
+package main
+
+import (
+	"io"
+
+	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/client"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, newTrafficCmd) }
+
+func newTrafficCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "traffic",
+		Short: "Set, show and clear the traffic split between slots",
+	}
+	f.register(cmd)
+	var resetPins bool
+	set := &cobra.Command{
+		Use:   "set SLOT=PERCENT [SLOT=PERCENT...]",
+		Short: "Replace all routing rules; production gets the rest (the shares add up to 100 at most)",
+		Example: `  modelslot traffic set staging=10
+  modelslot traffic set staging=10 canary=5 --reset-pins`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			rules, err := parseAssignments(args, "traffic set")
+			if err != nil {
+				return err
+			}
+			if _, err := c.SetTraffic(cmd.Context(), f.app, rules, modelslot.TrafficOptions{ResetPins: resetPins}); err != nil {
+				return err
+			}
+			t, err := c.Traffic(cmd.Context(), f.app)
+			if err != nil {
+				return err
+			}
+			return f.printTraffic(cmd.OutOrStdout(), t)
+		},
+	}
+	set.Flags().BoolVar(&resetPins, "reset-pins", false, "invalidate every routing cookie, so pinned users follow the new split too")
+	cmd.AddCommand(set)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show",
+		Short: "Show the split, the routing generation and mirroring",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Traffic(cmd.Context(), f.app)
+			if err != nil {
+				return err
+			}
+			return f.printTraffic(cmd.OutOrStdout(), t)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "clear",
+		Short: "Send all traffic to production and invalidate routing cookies",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.ClearTraffic(cmd.Context(), f.app)
+			if err != nil {
+				return err
+			}
+			return f.printTraffic(cmd.OutOrStdout(), t)
+		},
+	})
+	mirror := &cobra.Command{
+		Use:   "mirror SLOT=PERCENT | clear",
+		Short: "Mirror a share of production's requests to a slot in the background (shadow traffic)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			var t *client.Traffic
+			if args[0] == "clear" {
+				t, err = c.ClearMirror(cmd.Context(), f.app)
+			} else {
+				rules, perr := parseAssignments(args, "traffic mirror")
+				if perr != nil {
+					return perr
+				}
+				if len(rules) != 1 {
+					return modelslot.Errorf(modelslot.EINVALID, "traffic mirror: name one slot, e.g. staging=20")
+				}
+				t, err = c.SetMirror(cmd.Context(), f.app, modelslot.MirrorRule{Slot: rules[0].Slot, Percent: rules[0].Percent})
+			}
+			if err != nil {
+				return err
+			}
+			return f.printTraffic(cmd.OutOrStdout(), t)
+		},
+	}
+	cmd.AddCommand(mirror)
+	return cmd
+}
+
+func (f *clientFlags) printTraffic(w io.Writer, t *client.Traffic) error {
+	if f.json() {
+		return printJSON(w, t)
+	}
+	tw := newTable(w)
+	println(tw, "SLOT\tSHARE")
+	for _, r := range t.Split {
+		println(tw, "%s\t%s", r.Slot, pct(r.Percent))
+	}
+	tw.Flush()
+	println(w, "routing generation %d (cookies of older generations are ignored)", t.Routing.Generation)
+	if t.Mirror != nil {
+		println(w, "mirroring %s of production's requests to %s", pct(t.Mirror.Percent), t.Mirror.Slot)
+	} else {
+		println(w, "mirroring: off")
+	}
+	return nil
+}

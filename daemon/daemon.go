@@ -1,0 +1,277 @@
+// Package daemon assembles a modelslot daemon: store, gateway, process host,
+// local engine, event bus, rollout controller and admin API, on two
+// listeners. `modelslot serve`, the demo and the end-to-end tests all start
+// one through it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/api"
+	"github.com/modelslot/modelslot/config"
+	"github.com/modelslot/modelslot/gateway"
+	"github.com/modelslot/modelslot/host"
+	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Options start a daemon; Config may come from a file.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Getenv reads secrets named in the config (default os.Getenv).
+	Getenv func(string) string
+}
+
+// Daemon is a running modelslot daemon.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	Store   *sqlite.DB
+	Gateway *gateway.Gateway
+	Engine  *local.Engine
+	Token   string
+
+	gwLn, adminLn   net.Listener
+	gwSrv, adminSrv *http.Server
+	closers         []func(context.Context) error
+	wg              sync.WaitGroup
+}
+
+// Start opens the state, restores slots, applies the config's declarations
+// and starts listening. Close (or cancelling Run's context) stops it.
+func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "data directory %s: %v", cfg.Data, err)
+	}
+	d = &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.Close(context.Background())
+		}
+	}()
+	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
+		return nil, err
+	}
+	if d.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Data, "modelslot.db")); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func(context.Context) error { return d.Store.Close() })
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.Gateway = gateway.New(gateway.Config{
+		Logger:          log.With("component", "gateway"),
+		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
+		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
+		Registerer:      reg,
+	})
+	hostLogs := filepath.Join(cfg.Data, "logs")
+	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
+		return nil, err
+	}
+	bus := newBus(d.Store, log.With("component", "events"), cfg.Webhooks)
+	d.closers = append(d.closers, bus.Close)
+	d.Engine = local.New(local.Config{
+		Store:        d.Store,
+		Gateway:      d.Gateway,
+		Host:         host.New(log.With("component", "host"), hostLogs),
+		Events:       bus,
+		Logger:       log.With("component", "engine"),
+		DrainTimeout: cfg.Gateway.DrainTimeout.D(),
+	})
+	if err := d.Engine.Open(ctx); err != nil {
+		return nil, err
+	}
+	d.closers = append([]func(context.Context) error{d.Engine.Close}, d.closers...)
+	if err := d.declare(ctx, getenv); err != nil {
+		return nil, err
+	}
+
+	ctrl, err := newController(ctx, d, bus, log)
+	if err != nil {
+		return nil, err
+	}
+	srv := &api.Server{
+		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
+		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
+	}
+	ctrl.mount(srv)
+	mountDashboard(srv)
+
+	if d.gwLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "gateway listener --listen %s: %v", cfg.Listen, err)
+	}
+	if d.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+		d.gwLn.Close()
+		return nil, modelslot.Errorf(modelslot.EINVALID, "admin listener --admin %s: %v", cfg.Admin, err)
+	}
+	maxHeader := cfg.Gateway.MaxHeaderBytes
+	if maxHeader == 0 {
+		maxHeader = 1 << 20
+	}
+	readHeader := cfg.Gateway.ReadTimeout.D()
+	if readHeader == 0 {
+		readHeader = 30 * time.Second
+	}
+	d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	for _, p := range []struct {
+		s  *http.Server
+		ln net.Listener
+	}{{d.gwSrv, d.gwLn}, {d.adminSrv, d.adminLn}} {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := p.s.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serve", "addr", p.ln.Addr(), "err", err)
+			}
+		}()
+	}
+	ctrl.start()
+	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
+	log.Info("modelslot daemon started", "gateway", d.GatewayURL(), "admin", d.AdminURL(), "data", cfg.Data)
+	return d, nil
+}
+
+// GatewayURL is the public OpenAI-compatible base address.
+func (d *Daemon) GatewayURL() string { return "http://" + d.gwLn.Addr().String() }
+
+// AdminURL is the admin API's address.
+func (d *Daemon) AdminURL() string { return "http://" + d.adminLn.Addr().String() }
+
+// DataDir is the state directory.
+func (d *Daemon) DataDir() string { return d.cfg.Data }
+
+// Run blocks until ctx ends, then shuts down gracefully.
+func (d *Daemon) Run(ctx context.Context) error {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return d.Close(sctx)
+}
+
+// Close stops the listeners (letting in-flight requests and streams
+// finish within ctx), the controller, the engine and its processes.
+func (d *Daemon) Close(ctx context.Context) error {
+	var errs []error
+	for _, s := range []*http.Server{d.gwSrv, d.adminSrv} {
+		if s != nil {
+			if err := s.Shutdown(ctx); err != nil {
+				s.Close()
+			}
+		}
+	}
+	d.wg.Wait()
+	if d.Gateway != nil {
+		d.Gateway.Close()
+	}
+	for _, c := range d.closers {
+		if err := c(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.closers = nil
+	return errors.Join(errs...)
+}
+
+// declare applies the config file's apps, slots, deployments and routing.
+// It is idempotent: what already matches is left alone, so a restart with
+// the same file changes nothing.
+func (d *Daemon) declare(ctx context.Context, getenv func(string) string) error {
+	e := d.Engine
+	for _, ac := range d.cfg.Apps {
+		if _, err := e.App(ctx, ac.Name); modelslot.ErrorCode(err) == modelslot.ENOTFOUND {
+			if _, err := e.CreateApp(ctx, ac.Name, ac.StickyKey, ac.MaxSlots); err != nil {
+				return fmt.Errorf("config: apps %s: %w", ac.Name, err)
+			}
+		} else if err != nil {
+			return err
+		} else if err := e.ConfigureApp(ctx, ac.Name, ac.StickyKey, ac.MaxSlots); err != nil {
+			return fmt.Errorf("config: apps %s: %w", ac.Name, err)
+		}
+		a, err := e.App(ctx, ac.Name)
+		if err != nil {
+			return err
+		}
+		for _, sc := range ac.Slots {
+			if a.Slot(sc.Name) == nil {
+				if _, err := e.CreateSlot(ctx, ac.Name, sc.Name); err != nil {
+					return fmt.Errorf("config: apps %s slot %s: %w", ac.Name, sc.Name, err)
+				}
+			}
+			if sc.Deployment == nil {
+				continue
+			}
+			dep, err := config.DeploymentOf(sc.Deployment, getenv)
+			if err != nil {
+				return err
+			}
+			if _, err := e.Deploy(ctx, ac.Name, sc.Name, modelslot.DeployRequest{Deployment: dep, StickySettings: sc.StickySettings, Actor: "config"}); err != nil {
+				return fmt.Errorf("config: apps %s slot %s: %w", ac.Name, sc.Name, err)
+			}
+		}
+		if ac.Traffic != nil {
+			var rules []modelslot.TrafficRule
+			for slot, p := range ac.Traffic {
+				rules = append(rules, modelslot.TrafficRule{Slot: slot, Percent: p})
+			}
+			a, _ := e.App(ctx, ac.Name)
+			if !sameRules(a.Routing.Rules, rules) {
+				if _, err := e.SetTraffic(ctx, ac.Name, rules, modelslot.TrafficOptions{Actor: "config"}); err != nil {
+					return fmt.Errorf("config: apps %s traffic: %w", ac.Name, err)
+				}
+			}
+		}
+		for slot, p := range ac.Mirror {
+			if err := e.SetMirror(ctx, ac.Name, &modelslot.MirrorRule{Slot: slot, Percent: p}, "config"); err != nil {
+				return fmt.Errorf("config: apps %s mirror: %w", ac.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func sameRules(have, want []modelslot.TrafficRule) bool {
+	m := map[string]float64{}
+	for _, r := range want {
+		if r.Percent > 0 {
+			m[r.Slot] = r.Percent
+		}
+	}
+	if len(m) != len(have) {
+		return false
+	}
+	for _, r := range have {
+		if m[r.Slot] != r.Percent {
+			return false
+		}
+	}
+	return true
+}
