@@ -1,0 +1,496 @@
+package analysis
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/modelslot/modelslot"
+)
+
+// Check is the evidence about one metric.
+type Check struct {
+	// Metric is "errors", "latency", "ttft", "tokens_per_sec",
+	// "tail_latency:p95" or "slo:<metric>:p<q>".
+	Metric     string  `json:"metric"`
+	Verdict    Verdict `json:"verdict"`
+	CandidateN int     `json:"candidateN"`
+	BaselineN  int     `json:"baselineN"`
+	// Effect is, for errors, the candidate/production error-rate ratio; for
+	// latency and TTFT, P(candidate slower than production) (with bucket-only
+	// data: the ratio of mean latencies); for tokens/s, the ratio of means;
+	// for tail_latency, the ratio of the candidate's rate above production's
+	// p95 to production's own; for an SLO, the observed quantile in seconds.
+	Effect float64 `json:"effect"`
+	// Lower and Upper bound Effect by a confidence sequence at level
+	// 1 - Alpha/k (see Judge): valid at every look at once.
+	Lower float64 `json:"lower"`
+	Upper float64 `json:"upper"`
+	// EValue is the current value of the test martingale (e-process); the
+	// check fails when it reaches k/Alpha.
+	EValue float64 `json:"eValue"`
+	// Threshold is the harm bound a pass must exclude.
+	Threshold float64 `json:"threshold"`
+	// Reason says it in plain words with the numbers.
+	Reason string `json:"reason"`
+}
+
+// Result is the verdict of a gate at one look, with the evidence.
+type Result struct {
+	Verdict Verdict `json:"verdict"`
+	Checks  []Check `json:"checks"`
+	Reason  string  `json:"reason"`
+}
+
+// Judge keeps the sequential state of one gate across looks. The e-processes
+// accumulate over the rollout, and each request must be consumed once, so the
+// controller keeps one Judge per gate and passes Observe only the data that
+// is new since the previous call (windows [from, to) that follow each other).
+//
+// Every check that can fail gets Alpha/k, k = the number of comparison
+// metrics configured (5 by default, whether or not they have data) plus the
+// number of SLOs (Bonferroni), so that the probability that the gate ever
+// fails a candidate no worse than production stays <= Alpha.
+//
+// A Judge is not safe for concurrent use.
+type Judge struct {
+	cfg      Config
+	metrics  []string
+	explicit bool
+	alphaK   float64
+	st       judgeState
+}
+
+const stateVersion = 1
+
+// judgeState is everything a Judge learns; State serialises it.
+type judgeState struct {
+	Version int `json:"version"`
+	// Looks counts Observe calls; it also seeds the look's random pairing
+	// and tie-breaking, so a restored judge continues identically.
+	Looks             uint64                `json:"looks"`
+	CandidateRequests int64                 `json:"candidateRequests"`
+	Incomplete        bool                  `json:"incomplete"`
+	Errors            errorState            `json:"errors"`
+	Latency           pairState             `json:"latency"`
+	TTFT              pairState             `json:"ttft"`
+	Tail              tailState             `json:"tail"`
+	Tokens            meanState             `json:"tokens"`
+	BucketLatency     diffState             `json:"bucketLatency"`
+	BucketTTFT        diffState             `json:"bucketTTFT"`
+	BucketTokens      diffState             `json:"bucketTokens"`
+	SLO               []sloState            `json:"slo"`
+	Hist              map[string]*histogram `json:"hist,omitempty"`
+}
+
+// NewJudge returns a Judge for one gate; the error names the invalid field.
+func NewJudge(cfg Config) (*Judge, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ms, explicit := cfg.metrics()
+	j := &Judge{cfg: cfg, metrics: ms, explicit: explicit}
+	j.alphaK = cfg.Alpha / float64(len(ms)+len(cfg.SLO))
+	j.st = judgeState{Version: stateVersion, Errors: newErrorState(), SLO: make([]sloState, len(cfg.SLO))}
+	for _, s := range cfg.SLO {
+		if j.st.Hist == nil {
+			j.st.Hist = map[string]*histogram{}
+		}
+		if j.st.Hist[s.Metric] == nil {
+			j.st.Hist[s.Metric] = &histogram{Bins: map[int]int{}}
+		}
+	}
+	return j, nil
+}
+
+// State returns the judge's sequential state as JSON. Persist it after each
+// look; RestoreJudge with the same Config continues the same martingales.
+func (j *Judge) State() json.RawMessage {
+	b, err := json.Marshal(j.st)
+	if err != nil { // cannot happen: the state holds finite numbers only
+		panic(fmt.Sprintf("analysis: marshal judge state: %v", err))
+	}
+	return b
+}
+
+// RestoreJudge rebuilds a Judge from State. The Config must be the one the
+// state was built with (the number of SLOs is checked). An empty state gives
+// a fresh Judge.
+func RestoreJudge(cfg Config, state json.RawMessage) (*Judge, error) {
+	j, err := NewJudge(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(state)) == 0 || string(bytes.TrimSpace(state)) == "null" {
+		return j, nil
+	}
+	var st judgeState
+	dec := json.NewDecoder(bytes.NewReader(state))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, modelslot.Wrapf(err, modelslot.EINVALID, "restore judge: state is not a judge state: %v", err)
+	}
+	switch {
+	case st.Version != stateVersion:
+		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state version %d, want %d", st.Version, stateVersion)
+	case len(st.Errors.LogLik) != 2*errHalf+1:
+		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has %d error-ratio grid points, want %d", len(st.Errors.LogLik), 2*errHalf+1)
+	case len(st.SLO) != len(cfg.SLO):
+		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has %d SLOs, the config %d", len(st.SLO), len(cfg.SLO))
+	}
+	for _, s := range cfg.SLO {
+		if st.Hist[s.Metric] == nil {
+			return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has no %s histogram for the config's SLO", s.Metric)
+		}
+	}
+	j.st = st
+	return j, nil
+}
+
+// Observe consumes the data of one window, the same for both slots, that
+// follows the previous window. Raw samples are paired and bucketed as
+// described in docs/ANALYSIS.md; when either side has only Buckets, both are
+// judged from buckets (errors from counts, means from bucket means). A window
+// that is not Complete is consumed too, but the gate cannot pass until a
+// complete window has been observed after it.
+func (j *Judge) Observe(candidate, baseline modelslot.Series) {
+	j.st.Looks++
+	j.st.Incomplete = !candidate.Complete || !baseline.Complete
+	rng := rand.New(rand.NewPCG(0x6d6f64656c736c6f, j.st.Looks))
+	if len(candidate.Buckets) > 0 || len(baseline.Buckets) > 0 {
+		j.observeBuckets(candidate, baseline)
+		return
+	}
+	j.observeSamples(candidate.Samples, baseline.Samples, rng)
+}
+
+type slotCounts struct{ nc, ec, nb, eb int64 }
+
+type pairLists struct{ c, b []int32 }
+
+func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
+	j.st.CandidateRequests += int64(len(cand))
+	key := func(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(pairBucket)) }
+
+	// Errors: counts per 10 s bucket.
+	counts := map[int64]*slotCounts{}
+	groups := map[int64]*pairLists{}
+	get := func(k int64) (*slotCounts, *pairLists) {
+		c, ok := counts[k]
+		if !ok {
+			c = &slotCounts{}
+			counts[k] = c
+			groups[k] = &pairLists{}
+		}
+		return c, groups[k]
+	}
+	for i, s := range cand {
+		c, g := get(key(s.Time))
+		c.nc++
+		if s.IsError() {
+			c.ec++
+		} else {
+			g.c = append(g.c, int32(i))
+		}
+	}
+	for i, s := range base {
+		c, g := get(key(s.Time))
+		c.nb++
+		if s.IsError() {
+			c.eb++
+		} else {
+			g.b = append(g.b, int32(i))
+		}
+	}
+	keys := make([]int64, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return keys[a] < keys[b] })
+
+	// Pairing: each successful candidate request with a random successful
+	// production request of the same bucket, each used once; the production
+	// requests left over estimate production's p95 for the tail check.
+	type pair struct{ c, b int32 }
+	var pairs []pair
+	var rest []float64
+	for _, k := range keys {
+		c := counts[k]
+		j.st.Errors.add(c.nc, c.ec, c.nb, c.eb)
+		g := groups[k]
+		rng.Shuffle(len(g.b), func(x, y int) { g.b[x], g.b[y] = g.b[y], g.b[x] })
+		m := min(len(g.c), len(g.b))
+		for i := range m {
+			pairs = append(pairs, pair{g.c[i], g.b[i]})
+		}
+		for _, bi := range g.b[m:] {
+			rest = append(rest, base[bi].Latency.Seconds())
+		}
+	}
+	coin := func() bool { return rng.IntN(2) == 1 }
+	if len(rest) >= tailMinReference {
+		j.st.Tail.Threshold = quantile(rest, 0.95)
+	}
+	for _, p := range pairs {
+		c, b := cand[p.c], base[p.b]
+		j.st.Latency.add(c.Latency, b.Latency, coin)
+		if c.TTFT > 0 && b.TTFT > 0 {
+			j.st.TTFT.add(c.TTFT, b.TTFT, coin)
+		}
+		if j.st.Tail.Threshold > 0 {
+			j.st.Tail.add(c.Latency, b.Latency)
+		}
+	}
+
+	// Tokens per second and SLOs: successful requests only (failures are
+	// the errors check's business).
+	for _, s := range cand {
+		if s.IsError() {
+			continue
+		}
+		if v := s.TokensPerSecond(); v > 0 {
+			j.st.Tokens.Cand.add(v)
+		}
+		for i, slo := range j.cfg.SLO {
+			v := s.Latency
+			if slo.Metric == MetricTTFT {
+				v = s.TTFT
+			}
+			if v <= 0 {
+				continue
+			}
+			j.st.SLO[i].N++
+			if v > slo.Max {
+				j.st.SLO[i].Above++
+			}
+		}
+		if h := j.st.Hist[MetricLatency]; h != nil && s.Latency > 0 {
+			h.add(s.Latency.Seconds())
+		}
+		if h := j.st.Hist[MetricTTFT]; h != nil && s.TTFT > 0 {
+			h.add(s.TTFT.Seconds())
+		}
+	}
+	for _, s := range base {
+		if v := s.TokensPerSecond(); v > 0 && !s.IsError() {
+			j.st.Tokens.Base.add(v)
+		}
+	}
+	j.st.Tokens.freezeTau()
+}
+
+// agg is one slot's aggregate over one bucket.
+type agg struct {
+	req, err          int64
+	lat, ttft, tps    float64 // sums of values weighted by requests
+	latN, ttftN, tpsN float64
+}
+
+func (a *agg) mean(sum, n float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return sum / n
+}
+
+func (j *Judge) observeBuckets(cand, base modelslot.Series) {
+	grain := time.Minute
+	for _, s := range []modelslot.Series{cand, base} {
+		if len(s.Buckets) > 0 && s.Buckets[0].Grain > 0 {
+			grain = s.Buckets[0].Grain
+			break
+		}
+	}
+	key := func(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(grain)) }
+	collect := func(s modelslot.Series) map[int64]*agg {
+		m := map[int64]*agg{}
+		get := func(k int64) *agg {
+			a := m[k]
+			if a == nil {
+				a = &agg{}
+				m[k] = a
+			}
+			return a
+		}
+		for _, b := range s.Buckets {
+			a := get(key(b.Start))
+			a.req += b.Requests
+			a.err += b.Errors
+			w := float64(b.Requests)
+			if b.MeanLatency > 0 {
+				a.lat += w * b.MeanLatency.Seconds()
+				a.latN += w
+			}
+			if b.MeanTTFT > 0 {
+				a.ttft += w * b.MeanTTFT.Seconds()
+				a.ttftN += w
+			}
+			if b.MeanTokensPerSec > 0 {
+				a.tps += w * b.MeanTokensPerSec
+				a.tpsN += w
+			}
+		}
+		for _, x := range s.Samples {
+			a := get(key(x.Time))
+			a.req++
+			if x.IsError() {
+				a.err++
+				continue
+			}
+			if x.Latency > 0 {
+				a.lat += x.Latency.Seconds()
+				a.latN++
+			}
+			if x.TTFT > 0 {
+				a.ttft += x.TTFT.Seconds()
+				a.ttftN++
+			}
+			if v := x.TokensPerSecond(); v > 0 {
+				a.tps += v
+				a.tpsN++
+			}
+		}
+		return m
+	}
+	cm, bm := collect(cand), collect(base)
+	keys := make([]int64, 0, len(cm)+len(bm))
+	for k := range cm {
+		keys = append(keys, k)
+	}
+	for k := range bm {
+		if cm[k] == nil {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(a, b int) bool { return keys[a] < keys[b] })
+	zero := &agg{}
+	for _, k := range keys {
+		c, b := cm[k], bm[k]
+		if c == nil {
+			c = zero
+		}
+		if b == nil {
+			b = zero
+		}
+		j.st.CandidateRequests += c.req
+		j.st.Errors.add(c.req, c.err, b.req, b.err)
+		if c.latN > 0 && b.latN > 0 {
+			j.st.BucketLatency.add(c.mean(c.lat, c.latN), b.mean(b.lat, b.latN))
+		}
+		if c.ttftN > 0 && b.ttftN > 0 {
+			j.st.BucketTTFT.add(c.mean(c.ttft, c.ttftN), b.mean(b.ttft, b.ttftN))
+		}
+		if c.tpsN > 0 && b.tpsN > 0 {
+			j.st.BucketTokens.add(c.mean(c.tps, c.tpsN), b.mean(b.tps, b.tpsN))
+		}
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func (j *Judge) needMore() string {
+	return fmt.Sprintf(" (a pass needs %d candidate requests; %d so far)", j.cfg.MinSamples, j.st.CandidateRequests)
+}
+
+// Result returns the gate's verdict on everything observed so far:
+//   - fail if any check fails (an e-value reached k/Alpha, or an SLO's
+//     confidence sequence lies above its limit);
+//   - pass if every check with data passes, no metric named in Config.Metrics
+//     lacks data, there are at least MinSamples candidate requests and the
+//     latest window was complete;
+//   - inconclusive otherwise, and always when there is no candidate data.
+func (j *Judge) Result() Result {
+	enough := j.st.CandidateRequests >= int64(j.cfg.MinSamples)
+	var checks []Check
+	var missing []string
+	addCheck := func(ch Check, hasData bool) {
+		if !hasData {
+			if j.explicit {
+				ch.Verdict = Inconclusive
+				checks = append(checks, ch)
+				missing = append(missing, ch.Metric)
+			}
+			return
+		}
+		checks = append(checks, ch)
+	}
+	for _, m := range j.metrics {
+		switch m {
+		case MetricErrors:
+			ch, ok := j.errorsCheck(enough)
+			// Errors are always judged: no data there means no data at all.
+			checks = append(checks, ch)
+			if !ok {
+				missing = append(missing, m)
+			}
+		case MetricLatency, MetricTTFT:
+			p, d := j.st.Latency, j.st.BucketLatency
+			unit := "s (bucket means)"
+			if m == MetricTTFT {
+				p, d = j.st.TTFT, j.st.BucketTTFT
+			}
+			if p.N > 0 || d.D.N == 0 {
+				addCheck(j.slowerCheck(m, p, enough))
+			} else {
+				addCheck(j.meanCheck(d.test(m, unit), true, enough), true)
+			}
+		case MetricTokensPerSec:
+			if j.st.Tokens.Cand.N > 0 || j.st.BucketTokens.D.N == 0 {
+				t := j.st.Tokens.test()
+				addCheck(j.meanCheck(t, false, enough), t.nc > 0 && t.nb > 0)
+			} else {
+				addCheck(j.meanCheck(j.st.BucketTokens.test(m, "tokens/s (bucket means)"), false, enough), true)
+			}
+		case MetricTailLatency:
+			addCheck(j.tailCheck(enough))
+		}
+	}
+	for i := range j.cfg.SLO {
+		ch := j.sloCheck(i, enough)
+		checks = append(checks, ch)
+		if ch.CandidateN == 0 {
+			missing = append(missing, ch.Metric)
+		}
+	}
+
+	r := Result{Verdict: Inconclusive, Checks: checks}
+	var failed, open []string
+	for _, ch := range checks {
+		switch ch.Verdict {
+		case Fail:
+			failed = append(failed, ch.Reason)
+		case Inconclusive:
+			open = append(open, ch.Metric)
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		r.Verdict = Fail
+		r.Reason = "fail: " + strings.Join(failed, "; ")
+	case j.st.CandidateRequests == 0:
+		r.Reason = "inconclusive: no candidate requests yet"
+	case len(missing) > 0:
+		r.Reason = "inconclusive: no data yet for " + strings.Join(missing, ", ")
+	case !enough:
+		r.Reason = fmt.Sprintf("inconclusive: %d of the %d candidate requests a pass needs", j.st.CandidateRequests, j.cfg.MinSamples)
+	case j.st.Incomplete:
+		r.Reason = "inconclusive: the latest window was incomplete (data still arriving)"
+	case len(open) > 0:
+		r.Reason = "inconclusive: not enough evidence yet for " + strings.Join(open, ", ")
+	default:
+		r.Verdict = Pass
+		r.Reason = fmt.Sprintf("pass: all %d checks exclude the refused harm after %d candidate requests", len(checks), j.st.CandidateRequests)
+	}
+	return r
+}

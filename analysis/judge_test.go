@@ -1,0 +1,376 @@
+package analysis_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/analysis"
+)
+
+// run feeds looks windows of n requests each (one minute apart) and returns
+// the last result and whether any look failed.
+func run(t *testing.T, cfg analysis.Config, seed uint64, looks, n int, share float64, cand, base slotModel) (analysis.Result, bool) {
+	t.Helper()
+	j, err := analysis.NewJudge(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var r analysis.Result
+	failed := false
+	for i := range looks {
+		c, b := window(rng, t0.Add(time.Duration(i)*time.Minute), time.Minute, n, share, cand, base)
+		j.Observe(c, b)
+		r = j.Result()
+		failed = failed || r.Verdict == analysis.Fail
+	}
+	return r, failed
+}
+
+func check(t *testing.T, r analysis.Result, metric string) analysis.Check {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Metric == metric {
+			return c
+		}
+	}
+	t.Fatalf("no check %q in %+v", metric, r)
+	return analysis.Check{}
+}
+
+func TestIdenticalVersionsPass(t *testing.T) {
+	tests := []struct {
+		name  string
+		model slotModel
+		want  []string
+	}{
+		{"llm", prod, []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency:p95"}},
+		{"latency only", slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.4}, []string{"errors", "latency", "tail_latency:p95"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, failed := run(t, analysis.Config{}, 7, 20, 500, 0.5, tt.model, tt.model)
+			if failed {
+				t.Fatalf("failed identical versions: %s", r.Reason)
+			}
+			var got []string
+			for _, c := range r.Checks {
+				got = append(got, c.Metric)
+				if c.Verdict != analysis.Pass {
+					t.Errorf("%s: got %s, want pass: %s", c.Metric, c.Verdict, c.Reason)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("checks: got %v, want %v", got, tt.want)
+			}
+			if r.Verdict != analysis.Pass {
+				t.Errorf("verdict: got %s, want pass: %s", r.Verdict, r.Reason)
+			}
+		})
+	}
+}
+
+func TestRegressionsFail(t *testing.T) {
+	slowTTFT := prod
+	slowTTFT.ttftMedian = prod.ttftMedian * 3 / 2
+	moreErrors := prod
+	moreErrors.errRate = 0.05
+	slowTokens := prod
+	slowTokens.tps = prod.tps * 0.6
+	base := slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.3}
+	fatTail := base // same median, twice the spread: Kayenta#780
+	fatTail.latSigma = 0.6
+	tests := []struct {
+		name       string
+		cand, base slotModel
+		metric     string
+	}{
+		{"errors 1% -> 5%", moreErrors, prod, "errors"},
+		{"ttft +50%", slowTTFT, prod, "ttft"},
+		{"tokens/s -40%", slowTokens, prod, "tokens_per_sec"},
+		{"fatter tail, same median", fatTail, base, "tail_latency:p95"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := run(t, analysis.Config{}, 11, 20, 500, 0.1, tt.cand, tt.base)
+			if r.Verdict != analysis.Fail {
+				t.Fatalf("verdict: got %s, want fail: %s", r.Verdict, r.Reason)
+			}
+			c := check(t, r, tt.metric)
+			if c.Verdict != analysis.Fail {
+				t.Errorf("%s: got %s, want fail: %s", tt.metric, c.Verdict, c.Reason)
+			}
+			if c.EValue < 500 && !strings.HasPrefix(tt.metric, "slo") {
+				t.Errorf("%s: e-value %g below 1/(alpha/5) = 500", tt.metric, c.EValue)
+			}
+			if !strings.Contains(r.Reason, "1/alpha") {
+				t.Errorf("reason does not show the e-value against 1/alpha: %s", r.Reason)
+			}
+			t.Log(c.Reason)
+		})
+	}
+}
+
+func TestFatTailDoesNotFailLatencyMedian(t *testing.T) {
+	base := slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.3}
+	fat := base
+	fat.latSigma = 0.6
+	r, _ := run(t, analysis.Config{}, 5, 20, 500, 0.1, fat, base)
+	if c := check(t, r, "latency"); c.Verdict == analysis.Fail {
+		t.Errorf("latency (same median) failed: %s", c.Reason)
+	}
+}
+
+func TestTooFewSamplesInconclusive(t *testing.T) {
+	r, failed := run(t, analysis.Config{}, 3, 3, 500, 0.1, prod, prod) // ~150 candidate requests
+	if failed || r.Verdict != analysis.Inconclusive {
+		t.Fatalf("got %s, want inconclusive: %s", r.Verdict, r.Reason)
+	}
+}
+
+func TestNeverPassWithoutData(t *testing.T) {
+	t.Run("no candidate samples", func(t *testing.T) {
+		r, _ := run(t, analysis.Config{MinSamples: 1}, 3, 20, 500, 0, prod, prod)
+		if r.Verdict != analysis.Inconclusive {
+			t.Fatalf("got %s, want inconclusive: %s", r.Verdict, r.Reason)
+		}
+	})
+	t.Run("nothing at all", func(t *testing.T) {
+		j, _ := analysis.NewJudge(analysis.Config{MinSamples: 1})
+		if r := j.Result(); r.Verdict != analysis.Inconclusive {
+			t.Fatalf("got %s, want inconclusive", r.Verdict)
+		}
+		j.Observe(modelslot.Series{Complete: true}, modelslot.Series{Complete: true})
+		if r := j.Result(); r.Verdict != analysis.Inconclusive {
+			t.Fatalf("got %s, want inconclusive", r.Verdict)
+		}
+	})
+	t.Run("requested metric absent", func(t *testing.T) {
+		latOnly := slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.4}
+		r, _ := run(t, analysis.Config{Metrics: []string{"errors", "ttft"}}, 3, 20, 500, 0.5, latOnly, latOnly)
+		if r.Verdict != analysis.Inconclusive {
+			t.Fatalf("got %s, want inconclusive: %s", r.Verdict, r.Reason)
+		}
+		if c := check(t, r, "ttft"); c.Verdict != analysis.Inconclusive {
+			t.Errorf("ttft: got %s, want inconclusive", c.Verdict)
+		}
+	})
+	t.Run("SLO metric absent", func(t *testing.T) {
+		latOnly := slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.4}
+		cfg := analysis.Config{Metrics: []string{"errors"}, SLO: []analysis.SLO{{Metric: "ttft", Quantile: 0.95, Max: time.Second}}}
+		r, _ := run(t, cfg, 3, 20, 500, 0.5, latOnly, latOnly)
+		if r.Verdict != analysis.Inconclusive {
+			t.Fatalf("got %s, want inconclusive: %s", r.Verdict, r.Reason)
+		}
+	})
+	t.Run("incomplete window", func(t *testing.T) {
+		j, _ := analysis.NewJudge(analysis.Config{})
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range 20 {
+			c, b := window(rng, t0.Add(time.Duration(i)*time.Minute), time.Minute, 500, 0.5, prod, prod)
+			if i == 19 {
+				c.Complete = false
+			}
+			j.Observe(c, b)
+		}
+		if r := j.Result(); r.Verdict != analysis.Inconclusive || !strings.Contains(r.Reason, "incomplete") {
+			t.Fatalf("got %s, want inconclusive (incomplete): %s", r.Verdict, r.Reason)
+		}
+	})
+}
+
+// Kayenta#426: three errors against none must be neither ignored nor
+// over-read; many more must fail.
+func TestSparseErrors(t *testing.T) {
+	feed := func(candErrors int) analysis.Result {
+		j, _ := analysis.NewJudge(analysis.Config{Metrics: []string{"errors"}})
+		c := modelslot.Series{Complete: true}
+		b := modelslot.Series{Complete: true}
+		for i := range 3000 {
+			s := modelslot.Sample{Time: t0.Add(time.Duration(i) * 100 * time.Millisecond), Status: 200, Latency: time.Second}
+			if i%10 == 0 {
+				if len(c.Samples) < candErrors {
+					s.Status = 503
+				}
+				c.Samples = append(c.Samples, s)
+			} else {
+				b.Samples = append(b.Samples, s)
+			}
+		}
+		j.Observe(c, b)
+		return j.Result()
+	}
+	r := feed(3)
+	c := check(t, r, "errors")
+	t.Log(c.Reason)
+	if c.Verdict != analysis.Inconclusive || c.EValue <= 1 {
+		t.Errorf("3 vs 0: got %s with e-value %g, want inconclusive with e-value > 1: %s", c.Verdict, c.EValue, c.Reason)
+	}
+	if r := feed(12); r.Verdict != analysis.Fail {
+		t.Errorf("12 vs 0: got %s, want fail: %s", r.Verdict, r.Reason)
+	}
+}
+
+func TestSLO(t *testing.T) {
+	cfg := analysis.Config{Metrics: []string{"errors"}, SLO: []analysis.SLO{{Metric: "ttft", Quantile: 0.95, Max: 1500 * time.Millisecond}}}
+	// prod TTFT p95 = 400ms * exp(1.645*0.5) = 910ms
+	r, _ := run(t, cfg, 9, 20, 500, 0.5, prod, prod)
+	c := check(t, r, "slo:ttft:p95")
+	if c.Verdict != analysis.Pass {
+		t.Errorf("got %s, want pass: %s", c.Verdict, c.Reason)
+	}
+	if c.Effect < 0.8 || c.Effect > 1.0 || c.Lower > c.Effect || c.Upper < c.Effect {
+		t.Errorf("p95 %g [%g, %g], want about 0.91 inside its bounds", c.Effect, c.Lower, c.Upper)
+	}
+	slow := prod
+	slow.ttftMedian = time.Second
+	r, _ = run(t, cfg, 9, 5, 500, 0.1, slow, prod)
+	if c := check(t, r, "slo:ttft:p95"); c.Verdict != analysis.Fail {
+		t.Errorf("got %s, want fail: %s", c.Verdict, c.Reason)
+	}
+}
+
+func bucketsOf(s modelslot.Series, grain time.Duration) modelslot.Series {
+	out := modelslot.Series{Slot: s.Slot, Complete: s.Complete}
+	idx := map[time.Time]int{}
+	sums := map[time.Time][3]float64{}
+	for _, x := range s.Samples {
+		st := x.Time.Truncate(grain)
+		i, ok := idx[st]
+		if !ok {
+			i = len(out.Buckets)
+			idx[st] = i
+			out.Buckets = append(out.Buckets, modelslot.Bucket{Start: st, Grain: grain})
+		}
+		b := &out.Buckets[i]
+		b.Requests++
+		if x.IsError() {
+			b.Errors++
+		}
+		v := sums[st]
+		v[0] += x.Latency.Seconds()
+		v[1] += x.TTFT.Seconds()
+		v[2]++
+		sums[st] = v
+	}
+	for i := range out.Buckets {
+		v := sums[out.Buckets[i].Start]
+		out.Buckets[i].MeanLatency = time.Duration(v[0] / v[2] * float64(time.Second))
+		out.Buckets[i].MeanTTFT = time.Duration(v[1] / v[2] * float64(time.Second))
+	}
+	return out
+}
+
+func TestBuckets(t *testing.T) {
+	feed := func(cand slotModel) analysis.Result {
+		j, _ := analysis.NewJudge(analysis.Config{})
+		rng := rand.New(rand.NewPCG(4, 4))
+		for i := range 30 {
+			c, b := window(rng, t0.Add(time.Duration(i)*time.Minute), time.Minute, 1000, 0.2, cand, prod)
+			j.Observe(bucketsOf(c, 10*time.Second), bucketsOf(b, 10*time.Second))
+		}
+		return j.Result()
+	}
+	r := feed(prod)
+	if r.Verdict == analysis.Fail {
+		t.Fatalf("identical buckets failed: %s", r.Reason)
+	}
+	for _, m := range []string{"errors", "latency", "ttft"} {
+		if c := check(t, r, m); c.Verdict != analysis.Pass {
+			t.Errorf("%s: got %s, want pass: %s", m, c.Verdict, c.Reason)
+		}
+	}
+	slow := prod
+	slow.ttftMedian = prod.ttftMedian * 3 / 2
+	slow.errRate = 0.05
+	r = feed(slow)
+	for _, m := range []string{"errors", "ttft"} {
+		if c := check(t, r, m); c.Verdict != analysis.Fail {
+			t.Errorf("%s: got %s, want fail: %s", m, c.Verdict, c.Reason)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   analysis.Config
+		field string
+	}{
+		{"alpha too big", analysis.Config{Alpha: 0.6}, "Alpha"},
+		{"alpha negative", analysis.Config{Alpha: -0.1}, "Alpha"},
+		{"min samples", analysis.Config{MinSamples: -1}, "MinSamples"},
+		{"error ratio", analysis.Config{MaxErrorRatio: 0.9}, "MaxErrorRatio"},
+		{"error rate", analysis.Config{MaxErrorRate: 1.2}, "MaxErrorRate"},
+		{"slower prob", analysis.Config{MaxSlowerProb: 0.4}, "MaxSlowerProb"},
+		{"tokens ratio", analysis.Config{MinTokensRatio: 1.2}, "MinTokensRatio"},
+		{"unknown metric", analysis.Config{Metrics: []string{"errors", "p99"}}, "Metrics[1]"},
+		{"duplicate metric", analysis.Config{Metrics: []string{"ttft", "ttft"}}, "Metrics[1]"},
+		{"slo metric", analysis.Config{SLO: []analysis.SLO{{Metric: "errors", Quantile: 0.9, Max: time.Second}}}, "SLO[0].Metric"},
+		{"slo quantile", analysis.Config{SLO: []analysis.SLO{{Metric: "ttft", Quantile: 95, Max: time.Second}}}, "SLO[0].Quantile"},
+		{"slo max", analysis.Config{SLO: []analysis.SLO{{Metric: "ttft", Quantile: 0.95}}}, "SLO[0].Max"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := analysis.NewJudge(tt.cfg)
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			if !strings.Contains(err.Error(), tt.field+":") {
+				t.Errorf("error %q does not name %s", err, tt.field)
+			}
+			if modelslot.ErrorCode(err) != modelslot.EINVALID {
+				t.Errorf("code: got %s, want %s", modelslot.ErrorCode(err), modelslot.EINVALID)
+			}
+		})
+	}
+	if _, err := analysis.NewJudge(analysis.Config{MaxErrorRate: -1}); err != nil {
+		t.Errorf("negative MaxErrorRate (floor disabled): %v", err)
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	cfg := analysis.Config{SLO: []analysis.SLO{{Metric: "ttft", Quantile: 0.95, Max: time.Second}}}
+	a, _ := analysis.NewJudge(cfg)
+	rng := rand.New(rand.NewPCG(8, 8))
+	cand := prod
+	cand.errRate = 0.02
+	for i := range 10 {
+		c, b := window(rng, t0.Add(time.Duration(i)*time.Minute), time.Minute, 300, 0.2, cand, prod)
+		a.Observe(c, b)
+	}
+	state := a.State()
+	b, err := analysis.RestoreJudge(cfg, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.Result(), a.Result(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored result differs:\n got %+v\nwant %+v", got, want)
+	}
+	for i := 10; i < 20; i++ {
+		c, bs := window(rng, t0.Add(time.Duration(i)*time.Minute), time.Minute, 300, 0.2, cand, prod)
+		a.Observe(c, bs)
+		b.Observe(c, bs)
+		ra, rb := a.Result(), b.Result()
+		if !reflect.DeepEqual(ra, rb) {
+			t.Fatalf("look %d: results differ:\n got %+v\nwant %+v", i, rb, ra)
+		}
+		if _, err := json.Marshal(ra); err != nil {
+			t.Fatalf("result does not marshal: %v", err)
+		}
+	}
+	if string(a.State()) != string(b.State()) {
+		t.Error("states differ after the same looks")
+	}
+	if _, err := analysis.RestoreJudge(analysis.Config{}, state); err == nil {
+		t.Error("restore with a config with fewer SLOs: got no error")
+	}
+	if _, err := analysis.RestoreJudge(cfg, json.RawMessage(`{"bogus":1}`)); err == nil {
+		t.Error("restore of garbage: got no error")
+	}
+}
