@@ -76,8 +76,8 @@ func TestDurationEndsTheTest(t *testing.T) {
 func TestOpenLoopMeasuresFromScheduledTime(t *testing.T) {
 	const n = 8
 	tests := []struct {
-		name   string
-		serial bool
+		name     string
+		serial   bool
 		maxConns int
 	}{
 		// The server handles one request at a time: the others queue there.
