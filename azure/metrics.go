@@ -1,0 +1,184 @@
+package azure
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/monitor/armmonitor"
+
+	"github.com/modelslot/modelslot"
+)
+
+var _ modelslot.MetricSource = (*MetricSource)(nil)
+
+// Azure Monitor metrics of App Service, one-minute grain.
+const (
+	metricRequests     = "Requests"
+	metricHttp5xx      = "Http5xx"
+	metricHttp4xx      = "Http4xx"
+	metricResponseTime = "HttpResponseTime" // seconds
+	metricNames        = metricRequests + "," + metricHttp5xx + "," + metricHttp4xx + "," + metricResponseTime
+	metricGrain        = time.Minute
+)
+
+// MetricSource reads a slot's request metrics from Azure Monitor. Azure
+// has no per-request data, so a Series holds one-minute Buckets.
+//
+// Azure Monitor reports a minute a few minutes late (Config.MetricsDelay,
+// default 3m). A Series whose last minute is younger than that, or that
+// lacks a minute, has Complete=false: a gate must wait for more data
+// rather than judge a window that only looks quiet.
+type MetricSource struct {
+	cfg    Config
+	logger *slog.Logger
+	creds  *credentials
+
+	mu     sync.Mutex
+	client *armmonitor.MetricsClient
+}
+
+// NewMetricSource returns a metric source for cfg's app; like New, it
+// builds the credential on first use.
+func NewMetricSource(cfg Config, logger *slog.Logger) (*MetricSource, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	return newMetricSource(cfg, logger.With("component", "azure-metrics", "app", cfg.App), &credentials{cfg: cfg}), nil
+}
+
+func newMetricSource(cfg Config, logger *slog.Logger, creds *credentials) *MetricSource {
+	return &MetricSource{cfg: cfg, logger: logger, creds: creds}
+}
+
+func (m *MetricSource) metrics() (*armmonitor.MetricsClient, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client != nil {
+		return m.client, nil
+	}
+	cred, err := m.creds.get()
+	if err != nil {
+		return nil, err
+	}
+	c, err := armmonitor.NewMetricsClient(m.cfg.SubscriptionID, cred, m.cfg.armOptions(m.cfg.MetricsClientOptions))
+	if err != nil {
+		return nil, modelslot.Wrapf(err, modelslot.EINVALID, "azure: cannot create the Azure Monitor client: %v", err)
+	}
+	m.client = c
+	return c, nil
+}
+
+// ResourceID returns the ARM id of a slot of the app (production: the site).
+func (m *MetricSource) ResourceID(slot string) string {
+	id := "/subscriptions/" + m.cfg.SubscriptionID + "/resourceGroups/" + m.cfg.ResourceGroup +
+		"/providers/Microsoft.Web/sites/" + m.cfg.App
+	if slot != "" && slot != modelslot.Production && slot != modelslot.Self {
+		id += "/slots/" + slot
+	}
+	return id
+}
+
+// Series returns one bucket per minute of [q.From, q.To) (From rounded down
+// to the minute): Requests, Errors (Http5xx) and MeanLatency
+// (HttpResponseTime's average).
+func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Series, error) {
+	if q.App != m.cfg.App {
+		return modelslot.Series{}, modelslot.Errorf(modelslot.ENOTFOUND, "metrics: app %q is not managed by this Azure metric source: it reads App Service app %q (--app)", q.App, m.cfg.App)
+	}
+	from := q.From.UTC().Truncate(metricGrain)
+	until := q.To.UTC()
+	if !until.After(from) {
+		return modelslot.Series{}, modelslot.Errorf(modelslot.EINVALID, "metrics: the window %s..%s is empty", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339))
+	}
+	client, err := m.metrics()
+	if err != nil {
+		return modelslot.Series{}, err
+	}
+	slot := normSlot(q.Slot)
+	if slot == "" {
+		slot = modelslot.Production
+	}
+	ns := "Microsoft.Web/sites"
+	if slot != modelslot.Production {
+		ns = "Microsoft.Web/sites/slots"
+	}
+	resp, err := client.List(ctx, m.ResourceID(slot)[1:], &armmonitor.MetricsClientListOptions{
+		Metricnames:     to.Ptr(metricNames),
+		Metricnamespace: to.Ptr(ns),
+		Interval:        to.Ptr("PT1M"),
+		Aggregation:     to.Ptr("Total,Average"),
+		Timespan:        to.Ptr(from.Format(time.RFC3339) + "/" + until.Format(time.RFC3339)),
+	})
+	if err != nil {
+		return modelslot.Series{}, translate("metrics of slot "+slot, err)
+	}
+
+	type point struct {
+		requests, errors *float64
+		latency          *float64
+	}
+	points := map[time.Time]*point{}
+	at := func(t time.Time) *point {
+		t = t.UTC().Truncate(metricGrain)
+		p := points[t]
+		if p == nil {
+			p = &point{}
+			points[t] = p
+		}
+		return p
+	}
+	for _, metric := range resp.Value {
+		if metric == nil || metric.Name == nil {
+			continue
+		}
+		name := deref(metric.Name.Value)
+		for _, ts := range metric.Timeseries {
+			if ts == nil {
+				continue
+			}
+			for _, v := range ts.Data {
+				if v == nil || v.TimeStamp == nil {
+					continue
+				}
+				switch name {
+				case metricRequests:
+					at(*v.TimeStamp).requests = v.Total
+				case metricHttp5xx:
+					at(*v.TimeStamp).errors = v.Total
+				case metricResponseTime:
+					at(*v.TimeStamp).latency = v.Average
+				}
+			}
+		}
+	}
+
+	series := modelslot.Series{Slot: q.Slot, Buckets: []modelslot.Bucket{}, Complete: true}
+	last := from
+	for t := from; t.Before(until); t = t.Add(metricGrain) {
+		last = t
+		p := points[t]
+		if p == nil || p.requests == nil {
+			series.Complete = false // a missing minute is unknown, not quiet
+			continue
+		}
+		b := modelslot.Bucket{Start: t, Grain: metricGrain, Requests: int64(*p.requests + 0.5)}
+		if p.errors != nil {
+			b.Errors = int64(*p.errors + 0.5)
+		}
+		if p.latency != nil {
+			b.MeanLatency = time.Duration(*p.latency * float64(time.Second))
+		}
+		series.Buckets = append(series.Buckets, b)
+	}
+	if m.cfg.Now().Before(last.Add(metricGrain).Add(m.cfg.MetricsDelay)) {
+		series.Complete = false
+	}
+	return series, nil
+}
