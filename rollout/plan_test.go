@@ -1,0 +1,124 @@
+package rollout_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/rollout"
+)
+
+func TestParsePlanErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty", ``, "plan is empty"},
+		{"no steps", `interval: 5s`, "steps: a plan needs at least one step"},
+		{"unknown top field", "intervall: 5s\nsteps: [{traffic: 10}]", "intervall: unknown field"},
+		{"bad interval", "interval: often\nsteps: [{traffic: 10}]", `interval: "often" is not a duration`},
+		{"bad policy", "onInconclusive: shrug\nsteps: [{traffic: 10}]", `onInconclusive: "shrug" is not fail, pause or extend`},
+		{"traffic out of range", "steps: [{traffic: 120}]", "steps[0].traffic: 120 is out of range"},
+		{"traffic not a number", "steps: [{traffic: lots}]", `steps[0].traffic: "lots" is not a number`},
+		{"unknown step", "steps: [{traffic: 10}, {bakee: {duration: 1m}}]", "steps[1].bakee: unknown step kind"},
+		{"two kinds in a step", "steps: [{traffic: 10, swap: {}}]", "steps[0]: a step has exactly one kind"},
+		{"bad bake max", "steps:\n- traffic: 10\n- traffic: 20\n- bake: {duration: 1m, max: 5x}", `steps[2].bake.max: "5x" is not a duration`},
+		{"bake max below duration", "steps: [{bake: {duration: 10m, max: 5m}}]", "steps[0].bake.max: 5m0s is shorter than duration 10m0s"},
+		{"bake without duration", "steps: [{bake: {minRequests: 10}}]", "steps[0].bake.duration: is required"},
+		{"bake unknown field", "steps: [{bake: {duration: 1m, maxx: 2m}}]", "steps[0].bake.maxx: unknown field"},
+		{"bake min requests fraction", "steps: [{bake: {duration: 1m, minRequests: 1.5}}]", `steps[0].bake.minRequests: "1.5" is not a whole number`},
+		{"bake policy", "steps: [{bake: {duration: 1m, onInconclusive: maybe}}]", `steps[0].bake.onInconclusive: "maybe" is not fail, pause or extend`},
+		{"watch before swap", "steps: [{watch: {duration: 1m}}]", "steps[0].watch: a watch judges production after the swap"},
+		{"traffic after swap", "steps: [swap, {traffic: 10}]", "steps[1].traffic: comes after the swap"},
+		{"swap baseline", "steps: [{swap: {baselineTraffic: -1}}]", "steps[0].swap.baselineTraffic: -1 is out of range"},
+		{"pause bad duration", "steps: [{pause: {duration: soon}}]", `steps[0].pause.duration: "soon" is not a duration`},
+		{"ramp zero step", "steps: [{rampUp: {changeStep: 0, changeIntervalInMinutes: 5}}]", "steps[0].rampUp.changeStep: 0 must be a non-zero percentage"},
+		{"ramp no interval", "steps: [{rampUp: {changeStep: 10}}]", "steps[0].rampUp.changeIntervalInMinutes: is required"},
+		{"ramp both intervals", "steps: [{rampUp: {changeStep: 10, changeIntervalInMinutes: 5, interval: 5m}}]", "steps[0].rampUp.interval: set either interval or changeIntervalInMinutes"},
+		{"ramp min above max", "steps: [{rampUp: {changeStep: 10, interval: 1m, min: 60, max: 50}}]", "steps[0].rampUp.min: 60 is above max 50"},
+		{"ramp max range", "steps: [{rampUp: {changeStep: 10, interval: 1m, max: 150}}]", "steps[0].rampUp.max: 150 is out of range"},
+		{"alpha", "analysis: {alpha: 0.9}\nsteps: [{traffic: 10}]", "analysis.alpha: 0.9 is not in (0, 0.5]"},
+		{"error ratio", "analysis: {maxErrorRatio: 0.5}\nsteps: [{traffic: 10}]", "analysis.maxErrorRatio: 0.5 must be above 1"},
+		{"unknown metric", "analysis: {metrics: [errors, vibes]}\nsteps: [{traffic: 10}]", `analysis.metrics[1]: unknown metric "vibes"`},
+		{"slo metric", "analysis: {slo: [{metric: tokens, quantile: 0.9, max: 1s}]}\nsteps: [{traffic: 10}]", `analysis.slo[0].metric: "tokens" is not latency or ttft`},
+		{"slo max", "analysis: {slo: [{metric: ttft, quantile: 0.95, max: fast}]}\nsteps: [{traffic: 10}]", `analysis.slo[0].max: "fast" is not a duration`},
+		{"slo quantile", "analysis: {slo: [{metric: ttft, quantile: 95, max: 1s}]}\nsteps: [{traffic: 10}]", "analysis.slo[0].quantile: 95 is not in (0, 1)"},
+		{"gate without kind", "steps: [{bake: {duration: 1m, gates: [{alpha: 0.1}]}}]", "steps[0].bake.gates[0].kind: is required"},
+		{"unknown gate kind", "analysis: {gates: [{kind: vibes}]}\nsteps: [{traffic: 10}]", `analysis.gates[0].kind: unknown gate kind "vibes"`},
+		{"metrics gate field", "steps: [{bake: {duration: 1m, gates: [{kind: metrics, alpah: 0.1}]}}]", "steps[0].bake.gates[0].alpah: unknown field"},
+		{"metrics gate value", "steps:\n- traffic: 5\n- rampUp: {changeStep: 5, interval: 1m, gates: [{kind: metrics, maxSlowerProb: 2}]}", "steps[1].rampUp.gates[0].maxSlowerProb: 2 is not in (0.5, 1)"},
+		{"two documents", "steps: [swap]\n---\nsteps: [swap]", "more than one YAML document"},
+		{"not yaml", "steps: [", "not valid YAML"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := rollout.ParsePlan([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("ParsePlan succeeded, want an error containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tc.want)
+			}
+			if code := modelslot.ErrorCode(err); code != modelslot.EINVALID {
+				t.Errorf("code = %q, want %q", code, modelslot.EINVALID)
+			}
+		})
+	}
+}
+
+func TestParsePlanDefaults(t *testing.T) {
+	p := mustPlan(t, `
+steps:
+  - traffic: 10
+  - bake: {duration: 10m}
+  - rampUp: {changeStep: 20, changeIntervalInMinutes: 5}
+  - pause
+  - swap
+  - watch: {duration: 15m, onInconclusive: fail}
+`)
+	if p.Interval.D() != rollout.DefaultInterval || p.OnInconclusive != rollout.InconclusivePause {
+		t.Errorf("interval %v policy %q, want defaults", p.Interval.D(), p.OnInconclusive)
+	}
+	if g := *p.Analysis.Gates; len(g) != 1 || g[0].Kind != rollout.KindMetrics {
+		t.Errorf("plan gates = %+v, want one metrics gate by default", g)
+	}
+	b := p.Steps[1].Bake
+	if b.Max.D() != 30*time.Minute || b.OnInconclusive != rollout.InconclusivePause {
+		t.Errorf("bake max %v policy %q, want 30m and the plan's pause", b.Max.D(), b.OnInconclusive)
+	}
+	r := p.Steps[2].RampUp
+	if *r.Min != 0 || *r.Max != 100 || r.Every() != 5*time.Minute {
+		t.Errorf("ramp min %v max %v every %v", *r.Min, *r.Max, r.Every())
+	}
+	if p.Steps[3].Pause == nil || p.Steps[4].Swap == nil || p.Steps[5].Watch.OnInconclusive != rollout.InconclusiveFail {
+		t.Errorf("steps = %+v", p.Steps)
+	}
+	if !p.HasSwap() {
+		t.Error("HasSwap = false")
+	}
+	if p2 := mustPlan(t, "analysis: {gates: []}\nsteps: [{traffic: 5}]"); len(*p2.Analysis.Gates) != 0 {
+		t.Error("an empty analysis.gates list must turn plan-level gates off")
+	}
+}
+
+func TestExamplePlansParse(t *testing.T) {
+	files, err := filepath.Glob("../examples/plan-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Fatalf("found %d example plans, want at least 3", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rollout.ParsePlan(b); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+		})
+	}
+}
