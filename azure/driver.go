@@ -115,6 +115,7 @@ type siteState struct {
 	settings       map[string]string
 	targetSwapSlot string
 	modified       time.Time
+	rules          []*armappservice.RampUpRule // production only: the routing rules
 }
 
 // azureSlotName turns "siteName/slotName" (what ARM lists) into "slotName".
@@ -197,6 +198,9 @@ func (d *Driver) readSlotConfig(ctx context.Context, web *armappservice.WebAppsC
 	}
 	if cfg != nil {
 		st.linuxFx = deref(cfg.LinuxFxVersion)
+		if cfg.Experiments != nil {
+			st.rules = cfg.Experiments.RampUpRules
+		}
 	}
 	st.settings = make(map[string]string, len(set))
 	for k, v := range set {
@@ -338,14 +342,10 @@ func (d *Driver) app(ctx context.Context, app string) (*modelslot.App, map[strin
 	for _, n := range names.AppSettingNames {
 		sticky[deref(n)] = true
 	}
-	routing, _, err := d.routing(ctx, web)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	a := &modelslot.App{
 		Name:     app,
 		MaxSlots: maxSlots(prod),
-		Routing:  routing,
+		Routing:  rulesToRouting(states[0].rules), // states[0] is production
 	}
 	hosts := map[string]string{}
 	for _, st := range states {
