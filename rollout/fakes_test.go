@@ -235,6 +235,19 @@ func (r *recorder) types() []string {
 	return out
 }
 
+// wait polls until an event of type typ whose message contains substr
+// has been published.
+func (r *recorder) wait(t *testing.T, typ, substr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !r.has(typ, substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event containing %q; events: %v", typ, substr, r.types())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func (r *recorder) has(typ, substr string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

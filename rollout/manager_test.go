@@ -71,6 +71,7 @@ steps:
 	if passes != 3 {
 		t.Errorf("pass verdicts = %d, want 3 (two bakes, one watch):\n%s", passes, done.Describe())
 	}
+	e.events.wait(t, "rollout.completed", "succeeded")
 	types := e.events.types()
 	for _, want := range []string{"rollout.started", "rollout.step", "rollout.verdict", "rollout.swap", "rollout.completed"} {
 		if !slices.Contains(types, want) {
@@ -113,9 +114,8 @@ steps:
 	if last.Verdict != rollout.Fail || last.Decision != "rollback" || !strings.Contains(last.Reason, "errors") {
 		t.Errorf("last verdict = %+v", last)
 	}
-	if !e.events.has("rollout.rollback", "rolling back") || !e.events.has("rollout.completed", "rolled back") {
-		t.Errorf("events = %v", e.events.types())
-	}
+	e.events.wait(t, "rollout.rollback", "rolling back")
+	e.events.wait(t, "rollout.completed", "rolled back")
 }
 
 func TestFailAfterSwapSwapsBack(t *testing.T) {

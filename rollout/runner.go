@@ -274,6 +274,9 @@ func (r *runner) finish(ctx context.Context, st State, reason string) {
 	d := r.doc
 	d.State, d.Reason, d.FinishedAt = st, reason, r.now()
 	d.Current = nil
+	// Not busy from here: Start's check of the store covers the instant
+	// until the terminal state is saved.
+	r.m.remove(r)
 	for {
 		err := r.save(ctx)
 		if err == nil {
@@ -284,7 +287,6 @@ func (r *runner) finish(ctx context.Context, st State, reason string) {
 			return
 		}
 	}
-	r.m.remove(r)
 	r.publish(ctx, "rollout.completed", r.actor(), fmt.Sprintf("rollout %s %s: %s", r.id, strings.ReplaceAll(string(st), "_", " "), reason), map[string]any{"state": st, "reason": reason})
 }
 
