@@ -300,9 +300,6 @@ func NormalizeRules(app *App, rules []TrafficRule) ([]TrafficRule, error) {
 		if r.Percent < 0 || r.Percent > 100 || r.Percent != r.Percent {
 			return nil, Errorf(EINVALID, "traffic: %s=%g is out of range: a share is a percentage from 0 to 100", r.Slot, r.Percent)
 		}
-		if r.Percent > 0 && s.Deployment == nil {
-			return nil, Errorf(ECONFLICT, "traffic: slot %q has no deployment: deploy to it before giving it traffic", r.Slot)
-		}
 		total += r.Percent
 		if r.Percent > 0 {
 			out = append(out, r)
@@ -310,6 +307,11 @@ func NormalizeRules(app *App, rules []TrafficRule) ([]TrafficRule, error) {
 	}
 	if total > 100+1e-9 {
 		return nil, Errorf(EINVALID, "traffic: the shares add up to %g%%, more than 100%%", total)
+	}
+	for _, r := range out {
+		if app.Slot(r.Slot).Deployment == nil {
+			return nil, Errorf(ECONFLICT, "traffic: slot %q has no deployment: deploy to it before giving it traffic", r.Slot)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
 	return out, nil
