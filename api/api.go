@@ -24,6 +24,7 @@ import (
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/gateway"
 	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/rollout"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -55,6 +56,8 @@ type Server struct {
 	// Public mounts routes that do their own authentication (the dashboard's
 	// login page and assets).
 	Public func(mux *http.ServeMux)
+
+	rollouts *rollout.Manager
 }
 
 // Handler returns the admin API's handler.
@@ -290,6 +293,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if s.rollouts != nil {
+		if ro, err := s.rollouts.Active(r.Context(), st.App); err == nil && ro != nil {
+			st.Rollout = ro.Brief()
+		}
 	}
 	WriteJSON(w, st)
 }

@@ -29,6 +29,9 @@ type Config struct {
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`
 	Webhooks []Webhook `yaml:"webhooks"`
+	// RolloutInterval, when set, replaces every plan's interval (how often
+	// gates look); for demos and tests.
+	RolloutInterval modelslot.Duration `yaml:"rolloutInterval"`
 }
 
 // Gateway limits.

@@ -22,6 +22,7 @@ import (
 	"github.com/modelslot/modelslot/gateway"
 	"github.com/modelslot/modelslot/host"
 	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,12 +38,13 @@ type Options struct {
 
 // Daemon is a running modelslot daemon.
 type Daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	Store   *sqlite.DB
-	Gateway *gateway.Gateway
-	Engine  *local.Engine
-	Token   string
+	cfg      *config.Config
+	log      *slog.Logger
+	Store    *sqlite.DB
+	Gateway  *gateway.Gateway
+	Engine   *local.Engine
+	Rollouts *rollout.Manager
+	Token    string
 
 	gwLn, adminLn   net.Listener
 	gwSrv, adminSrv *http.Server

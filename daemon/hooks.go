@@ -3,47 +3,84 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"sync"
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/api"
 	"github.com/modelslot/modelslot/config"
+	"github.com/modelslot/modelslot/events"
+	"github.com/modelslot/modelslot/rollout"
 )
 
-// bus stores events; it is replaced by the events package's Bus (webhooks,
-// subscribers) when that lands.
-type bus struct {
-	store modelslot.Store
-	log   *slog.Logger
-}
+// bus adapts the events package's Bus to the API's subscriber interface.
+type bus struct{ *events.Bus }
 
-func newBus(store modelslot.Store, log *slog.Logger, _ []config.Webhook) *bus {
-	return &bus{store: store, log: log}
-}
-
-func (b *bus) Publish(ctx context.Context, e *modelslot.Event) {
-	if err := b.store.AddEvent(context.WithoutCancel(ctx), e); err != nil {
-		b.log.Error("store event", "err", err)
+func newBus(store modelslot.Store, log *slog.Logger, hooks []config.Webhook) *bus {
+	var whs []events.Webhook
+	for _, h := range hooks {
+		whs = append(whs, events.Webhook{URL: h.URL, Types: h.Types, Secret: h.Secret})
 	}
+	return &bus{events.New(store, log, whs)}
 }
 
 func (b *bus) Subscribe(ctx context.Context, f modelslot.EventFilter) <-chan *modelslot.Event {
-	ch := make(chan *modelslot.Event)
-	go func() { <-ctx.Done(); close(ch) }()
-	return ch
+	return b.Bus.Subscribe(ctx, events.Filter{App: f.App, Rollout: f.Rollout})
 }
 
-func (b *bus) Close(context.Context) error { return nil }
-
-// controller is the rollout controller's wiring; filled in when the
-// rollout package lands.
-type controller struct{}
+// controller runs the rollout manager for the daemon's lifetime.
+type controller struct {
+	m      *rollout.Manager
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
 
 func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*controller, error) {
-	return &controller{}, nil
+	m, err := rollout.NewManager(rollout.ManagerConfig{
+		Platform: d.Engine,
+		Metrics:  d.Gateway.Meter(),
+		Store:    d.Store,
+		Events:   b,
+		Logger:   log.With("component", "rollout"),
+		Interval: d.cfg.RolloutInterval.D(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.Rollouts = m
+	return &controller{m: m, log: log}, nil
 }
 
-func (c *controller) mount(s *api.Server)             {}
-func (c *controller) start()                          {}
-func (c *controller) close(ctx context.Context) error { return nil }
+func (c *controller) mount(s *api.Server) {
+	s.Guard = c.m
+	extra := s.Extra
+	s.Extra = func(mux *http.ServeMux) {
+		if extra != nil {
+			extra(mux)
+		}
+		s.MountRollouts(mux, c.m)
+	}
+}
+
+func (c *controller) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.m.Run(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("rollout controller stopped", "err", err)
+		}
+	}()
+}
+
+func (c *controller) close(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	return c.m.Close()
+}
 
 func mountDashboard(s *api.Server) {}
