@@ -27,7 +27,6 @@ func BenchmarkChatCompletion(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r := *req
-		r.Body = http.NoBody
 		r.Body = readCloser{strings.NewReader(body)}
 		clear(w.h)
 		s.ServeHTTP(w, &r)

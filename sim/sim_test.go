@@ -333,14 +333,13 @@ func TestSeedDeterminism(t *testing.T) {
 		t.Helper()
 		_, url := start(t, cfg)
 		var out []string
-		for i := range 30 {
+		for range 30 {
 			resp, raw := do(t, http.MethodPost, url+"/v1/chat/completions", chatBody("q", nil))
 			outcome := resp.Status
 			if resp.StatusCode == http.StatusOK {
 				outcome += " " + decode[completion](t, raw).text(t)
 			}
 			out = append(out, outcome)
-			_ = i
 		}
 		return out
 	}
