@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -93,5 +94,22 @@ func TestDeploymentsRolloutsEvents(t *testing.T) {
 	evs, err := db.Events(ctx, modelslot.EventFilter{App: "chat", AfterID: 1})
 	if err != nil || len(evs) != 2 || evs[0].ID != 2 {
 		t.Fatalf("events = %+v, %v", evs, err)
+	}
+}
+
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := open(t, path)
+	if err := db.AddEvent(context.Background(), &modelslot.Event{App: "a", Type: "t", Message: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(p), fi.Mode().Perm())
+		}
 	}
 }
