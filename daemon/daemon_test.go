@@ -414,3 +414,81 @@ func TestProxyForwardsEveryPathAndFailsInJSON(t *testing.T) {
 		t.Fatalf("oversized request: status %d, want 413", resp.StatusCode)
 	}
 }
+
+func TestMeterWindowsAndPrometheus(t *testing.T) {
+	e := startDaemon(t, t.TempDir())
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 5, ITL: time.Millisecond})
+	s2, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 7, ITL: time.Millisecond})
+	e.deploy("production", v1, "v1")
+	e.deploy("staging", v2, "v2")
+	for i := 0; i < 10; i++ {
+		e.chat(nil)
+	}
+	// streamed, to staging: tokens come from counted events and usage
+	for i := 0; i < 4; i++ {
+		resp, err := e.http.Post(e.d.GatewayURL()+"/v1/chat/completions?x-ms-routing-name=staging", "application/json",
+			strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	cfg := s2.Config()
+	cfg.ErrorRate = 1
+	s2.SetConfig(cfg)
+	for i := 0; i < 2; i++ {
+		resp, err := e.http.Post(e.d.GatewayURL()+"/v1/chat/completions?x-ms-routing-name=staging", "application/json", strings.NewReader(chatBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var m struct {
+		Slots []struct {
+			Slot, Revision string
+			Requests       int
+			ByClass        map[string]int
+			ErrorRate      float64
+			OutputTokens   int
+			TTFTMS         struct{ P50 float64 } `json:"ttftMs"`
+		}
+	}
+	if err := e.c.Do(context.Background(), http.MethodGet, "/api/v1/apps/default/metrics?window=60s", nil, &m); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, s := range m.Slots {
+		got[s.Slot] = s.Requests
+		switch s.Slot {
+		case "production":
+			if s.Requests != 10 || s.ByClass["2xx"] != 10 || s.OutputTokens != 50 || s.ErrorRate != 0 {
+				t.Errorf("production: %+v", s)
+			}
+		case "staging":
+			if s.Requests != 6 || s.ByClass["5xx"] != 2 || s.OutputTokens != 28 || s.TTFTMS.P50 <= 0 {
+				t.Errorf("staging: %+v", s)
+			}
+		}
+	}
+	if got["production"] != 10 || got["staging"] != 6 {
+		t.Fatalf("requests by slot: %v", got)
+	}
+	resp, err := http.Get(e.d.AdminURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`modelslot_gateway_requests_total{app="default",code="2xx",revision=`,
+		`modelslot_gateway_requests_total{app="default",code="5xx",revision=`,
+		`modelslot_gateway_time_to_first_token_seconds_bucket`,
+		`modelslot_gateway_output_tokens_total`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
