@@ -116,7 +116,7 @@ func (h *Host) Start(ctx context.Context, spec Spec) (*Process, error) {
 		url:     "http://127.0.0.1:" + strconv.Itoa(port),
 		logPath: logPath,
 		line:    shellLine(strings.ReplaceAll(spec.Command, "{port}", strconv.Itoa(port))),
-		env:     environ(spec.Env, port),
+		env:     append(environ(spec.Env, port), ownerVar+"="+h.owner()),
 		logFile: logFile,
 		logger:  h.logger.With("process", spec.ID),
 		stopCh:  make(chan struct{}),
@@ -201,6 +201,32 @@ func logName(id string) string {
 		name = "_" + name[1:]
 	}
 	return name + ".log"
+}
+
+// ownerVar marks every process a Host starts with the Host's log
+// directory, so that a daemon restarted after a SIGKILL can find and stop
+// the servers its previous life left behind (see ReapOrphans).
+const ownerVar = "MODELSLOT_HOST_DIR"
+
+func (h *Host) owner() string {
+	if abs, err := filepath.Abs(h.logDir); err == nil {
+		return abs
+	}
+	return h.logDir
+}
+
+// ReapOrphans kills the process groups of servers that an earlier Host with
+// the same log directory started and that outlived it (the daemon was
+// killed). Call it before the first Start; it returns how many it stopped.
+func (h *Host) ReapOrphans() int {
+	n := 0
+	for _, pid := range findOwned(ownerVar + "=" + h.owner()) {
+		if signalGroup(pid, sigKill) == nil {
+			h.logger.Warn("stopped a model server left running by an earlier daemon", "pid", pid)
+			n++
+		}
+	}
+	return n
 }
 
 func environ(extra map[string]string, port int) []string {

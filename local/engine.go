@@ -124,6 +124,13 @@ func (e *Engine) Open(ctx context.Context) error {
 			return err
 		}
 	}
+	// Servers that a killed daemon left running hold ports and memory (a
+	// GPU, for a real model): stop them before starting their successors.
+	if e.host != nil {
+		if n := e.host.ReapOrphans(); n > 0 {
+			e.log.Warn("stopped model servers left running by the previous daemon", "count", n)
+		}
+	}
 	// Start every backend, then wait for them together: a restart with
 	// several slots costs the slowest model's load time, not the sum.
 	var wg sync.WaitGroup
