@@ -32,6 +32,30 @@ type Config struct {
 	// RolloutInterval, when set, replaces every plan's interval (how often
 	// gates look); for demos and tests.
 	RolloutInterval modelslot.Duration `yaml:"rolloutInterval"`
+	// Metrics chooses where rollout gates read their measurements.
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics selects the metric source of rollout gates.
+type Metrics struct {
+	// Source is "gateway" (default: the gateway's own meter) or
+	// "prometheus" (PromQL over a Prometheus HTTP API, for model servers
+	// that already export vLLM or OpenTelemetry GenAI metrics).
+	Source     string     `yaml:"source"`
+	Prometheus Prometheus `yaml:"prometheus"`
+}
+
+// Prometheus configures the PromQL metric source.
+type Prometheus struct {
+	URL string `yaml:"url"`
+	// Preset picks default queries: "vllm" (default) or "otel".
+	Preset string `yaml:"preset"`
+	// Queries override the preset's, by name: requests, errors,
+	// latency_mean, ttft_mean, tokens_per_sec (text/template with {{.App}},
+	// {{.Slot}}, {{.Window}}).
+	Queries map[string]string  `yaml:"queries"`
+	Step    modelslot.Duration `yaml:"step"`
+	Lag     modelslot.Duration `yaml:"lag"`
 }
 
 // Gateway limits.
@@ -241,6 +265,20 @@ func (c *Config) Validate() error {
 				return bad(f+".mirror."+slot, "%g is out of range: a share is a percentage from 0 to 100", p)
 			}
 		}
+	}
+	switch c.Metrics.Source {
+	case "", "gateway":
+	case "prometheus":
+		if !strings.HasPrefix(c.Metrics.Prometheus.URL, "http://") && !strings.HasPrefix(c.Metrics.Prometheus.URL, "https://") {
+			return bad("metrics.prometheus.url", "%q is not an http(s) URL of a Prometheus server", c.Metrics.Prometheus.URL)
+		}
+		switch c.Metrics.Prometheus.Preset {
+		case "", "vllm", "otel":
+		default:
+			return bad("metrics.prometheus.preset", "%q is not valid: use vllm or otel", c.Metrics.Prometheus.Preset)
+		}
+	default:
+		return bad("metrics.source", "%q is not valid: use gateway or prometheus", c.Metrics.Source)
 	}
 	for i, w := range c.Webhooks {
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/modelslot/modelslot/api"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/events"
+	"github.com/modelslot/modelslot/promql"
 	"github.com/modelslot/modelslot/rollout"
 )
 
@@ -36,10 +38,34 @@ type controller struct {
 	wg     sync.WaitGroup
 }
 
+// metricSource builds the rollout gates' metric source from the config.
+func metricSource(d *Daemon) (modelslot.MetricSource, error) {
+	mc := d.cfg.Metrics
+	if mc.Source != "prometheus" {
+		return d.Gateway.Meter(), nil
+	}
+	queries := promql.VLLMQueries()
+	if mc.Prometheus.Preset == "otel" {
+		queries = promql.OTelQueries()
+	}
+	for k, v := range mc.Prometheus.Queries {
+		queries[k] = v
+	}
+	src, err := promql.New(promql.Config{URL: mc.Prometheus.URL, Queries: queries, Step: mc.Prometheus.Step.D(), Lag: mc.Prometheus.Lag.D()})
+	if err != nil {
+		return nil, fmt.Errorf("config: metrics.prometheus: %w", err)
+	}
+	return src, nil
+}
+
 func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*controller, error) {
+	metrics, err := metricSource(d)
+	if err != nil {
+		return nil, err
+	}
 	m, err := rollout.NewManager(rollout.ManagerConfig{
 		Platform: d.Engine,
-		Metrics:  d.Gateway.Meter(),
+		Metrics:  metrics,
 		Store:    d.Store,
 		Events:   b,
 		Logger:   log.With("component", "rollout"),
