@@ -350,7 +350,6 @@ func TestRolloutHappyPathUnderLoad(t *testing.T) {
 	}
 }
 
-
 // badPlan bakes long enough for a test to turn the candidate bad mid-bake.
 const badPlan = `
 name: e2e-bad-candidate
