@@ -113,7 +113,7 @@ func (e *Engine) startRuntime(ctx context.Context, app, slot string, d *modelslo
 		rt.proc = p
 		url = p.URL()
 	}
-	b, err := e.gw.NewBackend(url, d)
+	b, err := e.gw.NewBackend(url, backendView(d))
 	if err != nil {
 		e.stopProc(rt)
 		return nil, err
@@ -124,6 +124,23 @@ func (e *Engine) startRuntime(ctx context.Context, app, slot string, d *modelslo
 		return nil, err
 	}
 	return rt, nil
+}
+
+// backendView is the deployment as its gateway backend sees it. When the
+// gateway rewrites answers (the model name), the backend must answer
+// uncompressed, whatever encoding the client accepts: the rewrite works on
+// the bytes as they pass.
+func backendView(d *modelslot.Deployment) *modelslot.Deployment {
+	if !d.HasRewrites() {
+		return d
+	}
+	c := *d
+	c.Headers = maps.Clone(d.Headers)
+	if c.Headers == nil {
+		c.Headers = map[string]string{}
+	}
+	c.Headers["Accept-Encoding"] = "identity"
+	return &c
 }
 
 func (e *Engine) stopProc(rt *runtime) {
@@ -214,7 +231,9 @@ func (e *Engine) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 	e.mu.RUnlock()
 	if s.Deployment != nil && s.Deployment.Revision == d.Revision && maps.Equal(sticky, s.StickySettings) && old != nil {
 		// Identical content: nothing to do.
-		return s, nil
+		out := *s
+		out.Deployment = s.Deployment.Redacted()
+		return &out, nil
 	}
 	e.emit(ctx, app, "deploy.started", req.Actor, "deploying %s to slot %s", d.Label(), s.Name)
 	rt, err := e.startRuntime(ctx, app, s.Name, &d, sticky)
