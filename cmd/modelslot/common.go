@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,28 +18,125 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clientFlags are the flags of every command that talks to a daemon.
+// Platforms (--platform, $MODELSLOT_PLATFORM).
+const (
+	platformLocal = "local"
+	platformAzure = "azure"
+)
+
+// clientFlags are the flags of every command that manages slots: those of
+// the local daemon (--server, --token, --data) and those of Azure App
+// Service (azureFlags), chosen by --platform.
 type clientFlags struct {
-	server string
-	token  string
-	data   string
-	app    string
-	output string
+	platform string
+	server   string
+	token    string
+	data     string
+	app      string
+	output   string
+	az       azureFlags
+
+	// resolved is the platform chosen by the last call of backend.
+	resolved string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	fl := cmd.PersistentFlags()
+	fl.StringVar(&f.platform, "platform", "", "where the slots live: local (the modelslot daemon) or azure (App Service deployment slots) (default $MODELSLOT_PLATFORM or local)")
 	fl.StringVar(&f.server, "server", "", "admin address of the daemon (default $MODELSLOT_SERVER or "+config.DefaultAdmin+")")
 	fl.StringVar(&f.token, "token", "", "admin token (default $MODELSLOT_TOKEN, else read from <data>/admin.token)")
-	fl.StringVar(&f.data, "data", "", "the daemon's data directory, to read the admin token from (default $MODELSLOT_DATA or "+config.DefaultData+")")
-	fl.StringVar(&f.app, "app", "default", "app name")
+	fl.StringVar(&f.data, "data", "", "the daemon's data directory, to read the admin token from (default $MODELSLOT_DATA or "+config.DefaultData+"); with --platform azure, where the rollout state file goes")
+	fl.StringVar(&f.app, "app", "default", "app name; with --platform azure it is the App Service app and defaults to --azure-app")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	f.az.register(fl)
 }
 
+// slotPlatform is what the slot, deploy, traffic, swap and status commands
+// need from a platform. The daemon's client satisfies it; azurePlatform
+// adapts the Azure driver to it.
+type slotPlatform interface {
+	Status(ctx context.Context, app string) (*modelslot.AppStatus, error)
+	CreateSlot(ctx context.Context, app, slot string) (*modelslot.Slot, error)
+	DeleteSlot(ctx context.Context, app, slot string, force bool) error
+	Deploy(ctx context.Context, app, slot string, req modelslot.DeployRequest) (*modelslot.Slot, error)
+	SetTraffic(ctx context.Context, app string, rules []modelslot.TrafficRule, opts modelslot.TrafficOptions) (modelslot.Routing, error)
+	Traffic(ctx context.Context, app string) (*client.Traffic, error)
+	ClearTraffic(ctx context.Context, app string) (*client.Traffic, error)
+	Swap(ctx context.Context, app string, req modelslot.SwapRequest) (*modelslot.SwapRecord, error)
+	Swaps(ctx context.Context, app string, limit int) ([]*modelslot.SwapRecord, error)
+}
+
+// mirrorPlatform is the local daemon's shadow traffic; Azure has none.
+type mirrorPlatform interface {
+	SetMirror(ctx context.Context, app string, m modelslot.MirrorRule) (*client.Traffic, error)
+	ClearMirror(ctx context.Context, app string) (*client.Traffic, error)
+}
+
+var (
+	_ slotPlatform   = (*client.Client)(nil)
+	_ mirrorPlatform = (*client.Client)(nil)
+	_ slotPlatform   = (*azurePlatform)(nil)
+)
+
+// resolvePlatform reads --platform (else $MODELSLOT_PLATFORM, else local),
+// checks --output and refuses flags of the other platform.
+func (f *clientFlags) resolvePlatform(cmd *cobra.Command) (string, error) {
+	if f.output != "table" && f.output != "json" {
+		return "", modelslot.Errorf(modelslot.EINVALID, "--output %q is not valid: use table or json", f.output)
+	}
+	p := f.platform
+	from := "--platform"
+	if !cmd.Flags().Changed("platform") {
+		p, from = os.Getenv("MODELSLOT_PLATFORM"), "$MODELSLOT_PLATFORM"
+	}
+	switch p {
+	case "", platformLocal:
+		p = platformLocal
+		if name := f.az.changed(cmd); name != "" {
+			return "", modelslot.Errorf(modelslot.EINVALID, "--%s applies only to --platform azure", name)
+		}
+	case platformAzure:
+		for _, name := range []string{"server", "token"} {
+			if cmd.Flags().Changed(name) {
+				return "", modelslot.Errorf(modelslot.EINVALID, "--%s applies only to the local daemon, not to --platform azure", name)
+			}
+		}
+	default:
+		return "", modelslot.Errorf(modelslot.EINVALID, "%s %q is not valid: use local (the modelslot daemon) or azure (App Service deployment slots)", from, p)
+	}
+	f.resolved = p
+	return p, nil
+}
+
+// backend returns the platform the command works on, and the app name to
+// pass it (on Azure, the App Service app).
+func (f *clientFlags) backend(cmd *cobra.Command) (slotPlatform, error) {
+	p, err := f.resolvePlatform(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if p == platformAzure {
+		d, _, err := f.azureDriver(cmd, nil)
+		if err != nil {
+			return nil, err
+		}
+		return newAzurePlatform(d), nil
+	}
+	return f.localClient()
+}
+
+func (f *clientFlags) azure() bool { return f.resolved == platformAzure }
+
+// client returns the daemon's client; it refuses --platform azure, for the
+// commands that exist only locally.
 func (f *clientFlags) client() (*client.Client, error) {
 	if f.output != "table" && f.output != "json" {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "--output %q is not valid: use table or json", f.output)
 	}
+	return f.localClient()
+}
+
+func (f *clientFlags) localClient() (*client.Client, error) {
 	server := firstNonEmpty(f.server, os.Getenv("MODELSLOT_SERVER"), config.DefaultAdmin)
 	token := firstNonEmpty(f.token, os.Getenv("MODELSLOT_TOKEN"))
 	if token == "" {
@@ -51,10 +148,7 @@ func (f *clientFlags) client() (*client.Client, error) {
 		token = strings.TrimSpace(string(b))
 	}
 	c := client.New(server, token)
-	c.Actor = "cli"
-	if u, err := user.Current(); err == nil {
-		c.Actor = "cli:" + u.Username
-	}
+	c.Actor = cliActor()
 	return c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/azure"
 	"github.com/spf13/cobra"
 )
 
@@ -15,7 +16,7 @@ func init() { commands = append(commands, newDeployCmd) }
 func newDeployCmd() *cobra.Command {
 	var (
 		f                                           clientFlags
-		url, command, version, revision             string
+		url, command, version, revision, image      string
 		settings, sticky, headers, secrets, queries []string
 		defaults, overrides                         []string
 		warmupPath, warmupStatus, model, prompt     string
@@ -24,7 +25,7 @@ func newDeployCmd() *cobra.Command {
 		warmupRetries                               int
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy SLOT (--url URL | --cmd 'server --port {port}' | --revision ID) [flags]",
+		Use:   "deploy SLOT (--url URL | --cmd 'server --port {port}' | --revision ID | --platform azure --image IMAGE) [flags]",
 		Short: "Deploy a model version to a slot; it replaces the old one only once healthy",
 		Long: `Deploy a model version to a slot. --url points at any OpenAI-compatible server;
 --cmd starts a process the daemon supervises ({port} is replaced by the port it
@@ -32,11 +33,22 @@ chooses; settings become its environment; logs go to <data>/logs; it is
 restarted with backoff after a crash). The new deployment replaces the old one
 only after it answers its warm-up path; if it never does, the old one keeps
 serving and the error says why. Deploying identical content is a no-op;
---revision redeploys a past revision.`,
+--revision redeploys a past revision.
+
+With --platform azure, --image sets the slot's container image
+(linuxFxVersion DOCKER|IMAGE) and --setting/--sticky-setting its app
+settings; the command then waits until the slot answers its warm-up path on
+its own host name, else puts the previous image and settings back.`,
+		Example: `  modelslot deploy staging --url http://127.0.0.1:8000 --version v2
+  modelslot deploy staging --cmd 'modelslot sim --listen 127.0.0.1:{port}' --version v2
+  modelslot deploy staging --platform azure --azure-config azure.yaml --image myacr.azurecr.io/llm:v2 --version v2 --setting MODEL_ID=llama-3.1-8b`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
+				return err
+			}
+			if err := checkDeployFlags(cmd, f.azure()); err != nil {
 				return err
 			}
 			d := modelslot.Deployment{URL: url, Command: command, Version: version, Model: model, SystemPrompt: prompt, SystemPromptMode: promptMode}
@@ -76,6 +88,12 @@ serving and the error says why. Deploying identical content is a no-op;
 					d.Warmup.Statuses = append(d.Warmup.Statuses, n)
 				}
 			}
+			if image != "" {
+				if d.Settings == nil {
+					d.Settings = map[string]string{}
+				}
+				d.Settings[azure.ImageSetting] = image
+			}
 			req := modelslot.DeployRequest{Deployment: d, Revision: revision}
 			if req.StickySettings, err = parseKV(sticky, "sticky-setting"); err != nil {
 				return err
@@ -90,6 +108,10 @@ serving and the error says why. Deploying identical content is a no-op;
 			if f.json() {
 				return printJSON(cmd.OutOrStdout(), s)
 			}
+			if img := s.Deployment.Settings[azure.ImageSetting]; f.azure() && img != "" {
+				println(cmd.OutOrStdout(), "slot %s now serves %s (image %s, revision %s) at %s", s.Name, firstNonEmpty(s.Deployment.Version, "-"), img, s.Deployment.Revision, s.Deployment.URL)
+				return nil
+			}
 			println(cmd.OutOrStdout(), "slot %s now serves %s (revision %s)", s.Name, firstNonEmpty(s.Deployment.Version, "-"), s.Deployment.Revision)
 			return nil
 		},
@@ -98,6 +120,7 @@ serving and the error says why. Deploying identical content is a no-op;
 	fl := cmd.Flags()
 	fl.StringVar(&url, "url", "", "address of an OpenAI-compatible server, e.g. http://127.0.0.1:8000")
 	fl.StringVar(&command, "cmd", "", "command that starts a model server on {port}, supervised by the daemon")
+	fl.StringVar(&image, "image", "", "container image of the slot, e.g. myacr.azurecr.io/llm:v2 (--platform azure only)")
 	fl.StringVar(&version, "version", "", "version label, e.g. v2")
 	fl.StringVar(&revision, "revision", "", "redeploy a past revision of this app")
 	fl.StringArrayVar(&settings, "setting", nil, "KEY=VALUE setting that travels with the deployment in a swap (process environment); repeatable")
@@ -115,6 +138,26 @@ serving and the error says why. Deploying identical content is a no-op;
 	fl.StringArrayVar(&secrets, "secret-header", nil, "NAME=VALUE header whose value is secret (never shown or logged), e.g. api-key=...; repeatable")
 	fl.StringArrayVar(&queries, "query", nil, "NAME=VALUE query parameter added upstream, e.g. api-version=2024-10-21; repeatable")
 	return cmd
+}
+
+// localOnlyDeployFlags configure the local gateway or process host;
+// App Service has no equivalent.
+var localOnlyDeployFlags = []string{"url", "cmd", "revision", "warmup-retries", "model", "system-prompt", "system-prompt-mode", "default", "override", "header", "secret-header", "query"}
+
+// checkDeployFlags refuses the flags of the other platform.
+func checkDeployFlags(cmd *cobra.Command, onAzure bool) error {
+	if !onAzure {
+		if cmd.Flags().Changed("image") {
+			return modelslot.Errorf(modelslot.EINVALID, "--image applies only to --platform azure: locally, deploy a server with --url or --cmd")
+		}
+		return nil
+	}
+	for _, name := range localOnlyDeployFlags {
+		if cmd.Flags().Changed(name) {
+			return modelslot.Errorf(modelslot.EINVALID, "--%s applies only to the local daemon: on Azure a slot runs a container image (--image) with app settings (--setting, --sticky-setting)", name)
+		}
+	}
+	return nil
 }
 
 // parseParams reads PARAM=JSON flags; a value that is not JSON is a string.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/modelslot/modelslot"
-	"github.com/modelslot/modelslot/client"
 	"github.com/modelslot/modelslot/rollout"
 	"github.com/spf13/cobra"
 )
@@ -26,9 +25,41 @@ func newRolloutCmd() *cobra.Command {
 anytime-valid statistics on errors, latency, time to first token and tokens/s,
 a swap, and a watch after it. A failing verdict or an abort rolls back
 automatically (traffic to 0 with routing cookies reset; a swap back after a
-swap).`,
+swap).
+
+With --platform azure there is no daemon: 'rollout start' runs the controller
+in the foreground against the App Service app, with Azure Monitor as metric
+source and the rollout's state in a local SQLite file (--state, default
+modelslot-azure.db in --data or the current directory). It prints progress
+until the rollout ends: exit status 0 when it succeeded, 3 when it rolled
+back. Ctrl-C stops it between two actions (exit status 130); the same command
+resumes it from the state file. 'resume', 'promote' and 'abort' run the
+controller in the foreground the same way; 'status' and 'history' read the
+state file.`,
 	}
 	f.register(cmd)
+	var (
+		state    string
+		interval time.Duration
+	)
+	cmd.PersistentFlags().StringVar(&state, "state", "", "--platform azure: the rollout state file (SQLite; default "+DefaultAzureState+" in --data or the current directory)")
+	cmd.PersistentFlags().DurationVar(&interval, "interval", 0, "replace the plan's interval between looks (tests, demos)")
+	cmd.PersistentFlags().MarkHidden("interval")
+	// onAzure resolves --platform and refuses the azure-only flags locally.
+	onAzure := func(cmd *cobra.Command) (bool, error) {
+		p, err := f.resolvePlatform(cmd)
+		if err != nil {
+			return false, err
+		}
+		if p != platformAzure {
+			for _, name := range []string{"state", "interval"} {
+				if cmd.Flags().Changed(name) {
+					return false, modelslot.Errorf(modelslot.EINVALID, "--%s applies only to --platform azure: the local daemon runs and records its rollouts itself", name)
+				}
+			}
+		}
+		return p == platformAzure, nil
+	}
 	var planFile string
 	var watch bool
 	start := &cobra.Command{
@@ -36,7 +67,7 @@ swap).`,
 		Short: "Start a rollout of SLOT into production",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			az, err := onAzure(cmd)
 			if err != nil {
 				return err
 			}
@@ -45,10 +76,17 @@ swap).`,
 			}
 			b, err := os.ReadFile(planFile)
 			if err != nil {
-				return modelslot.Errorf(modelslot.EINVALID, "rollout start: %v", err)
+				return modelslot.Errorf(modelslot.EINVALID, "rollout start: %v", unwrapPathErr(err))
 			}
 			// Validate here too, so a bad plan fails before any request.
 			if _, err := rollout.ParsePlan(b); err != nil {
+				return err
+			}
+			if az {
+				return f.runAzureRollout(cmd, state, interval, azureRolloutOp{name: "start", slot: args[0], plan: b})
+			}
+			c, err := f.client()
+			if err != nil {
 				return err
 			}
 			ro, err := c.StartRollout(cmd.Context(), f.app, args[0], string(b))
@@ -60,13 +98,13 @@ swap).`,
 			}
 			println(cmd.OutOrStdout(), "rollout %s started: %s into production", ro.ID, ro.Slot)
 			if watch {
-				return watchRollout(cmd.Context(), cmd.OutOrStdout(), c, ro.ID)
+				return watchRollout(cmd.Context(), cmd.OutOrStdout(), c.Rollout, ro.ID, time.Second)
 			}
 			return nil
 		},
 	}
 	start.Flags().StringVar(&planFile, "plan", "", "rollout plan (YAML)")
-	start.Flags().BoolVar(&watch, "watch", false, "follow the rollout until it ends")
+	start.Flags().BoolVar(&watch, "watch", false, "follow the rollout until it ends (always, with --platform azure)")
 	cmd.AddCommand(start)
 
 	var statusWatch bool
@@ -76,18 +114,19 @@ swap).`,
 		Short: "Show the app's active rollout (or --id): step, traffic, verdicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			src, closeSrc, err := f.rolloutSource(cmd, onAzure, state)
 			if err != nil {
 				return err
 			}
+			defer closeSrc()
 			var ro *rollout.Rollout
 			if id != "" {
-				ro, err = c.Rollout(cmd.Context(), id)
+				ro, err = src.get(cmd.Context(), id)
 			} else {
-				ro, err = c.ActiveRollout(cmd.Context(), f.app)
+				ro, err = src.active(cmd.Context(), f.app)
 				if modelslot.ErrorCode(err) == modelslot.ENOTFOUND {
 					// No active one: show the latest.
-					hist, herr := c.Rollouts(cmd.Context(), f.app, 1)
+					hist, herr := src.history(cmd.Context(), f.app, 1)
 					if herr == nil && len(hist) > 0 {
 						ro, err = hist[0], nil
 					}
@@ -97,7 +136,7 @@ swap).`,
 				return err
 			}
 			if statusWatch {
-				return watchRollout(cmd.Context(), cmd.OutOrStdout(), c, ro.ID)
+				return watchRollout(cmd.Context(), cmd.OutOrStdout(), src.get, ro.ID, time.Second)
 			}
 			if f.json() {
 				return printJSON(cmd.OutOrStdout(), ro)
@@ -122,6 +161,16 @@ swap).`,
 			Short: op.short,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				az, err := onAzure(cmd)
+				if err != nil {
+					return err
+				}
+				if az {
+					if op.name == "pause" {
+						return modelslot.Errorf(modelslot.EINVALID, "rollout pause: with --platform azure the rollout runs inside `modelslot rollout start`: stop that process with Ctrl-C; the rollout waits in its state file until `rollout start`, `resume`, `promote` or `abort` runs it again")
+					}
+					return f.runAzureRollout(cmd, state, interval, azureRolloutOp{name: op.name, reason: reason})
+				}
 				c, err := f.client()
 				if err != nil {
 					return err
@@ -147,11 +196,12 @@ swap).`,
 		Short: "List past rollouts with their outcome and reason",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			src, closeSrc, err := f.rolloutSource(cmd, onAzure, state)
 			if err != nil {
 				return err
 			}
-			hist, err := c.Rollouts(cmd.Context(), f.app, 50)
+			defer closeSrc()
+			hist, err := src.history(cmd.Context(), f.app, 50)
 			if err != nil {
 				return err
 			}
@@ -177,12 +227,40 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// watchRollout prints the rollout's progress as it changes until it ends.
-func watchRollout(ctx context.Context, w io.Writer, c *client.Client, id string) error {
+// rolloutSource reads rollouts: the daemon's API, or the state file of
+// --platform azure.
+type rolloutSource struct {
+	get     func(ctx context.Context, id string) (*rollout.Rollout, error)
+	active  func(ctx context.Context, app string) (*rollout.Rollout, error)
+	history func(ctx context.Context, app string, limit int) ([]*rollout.Rollout, error)
+}
+
+func (f *clientFlags) rolloutSource(cmd *cobra.Command, onAzure func(*cobra.Command) (bool, error), state string) (*rolloutSource, func(), error) {
+	az, err := onAzure(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if az {
+		ar, err := f.openAzureRollouts(cmd, state, 0, nil, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &rolloutSource{get: ar.m.Get, active: ar.m.Active, history: ar.m.History}, ar.close, nil
+	}
+	c, err := f.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &rolloutSource{get: c.Rollout, active: c.ActiveRollout, history: c.Rollouts}, func() {}, nil
+}
+
+// watchRollout prints the rollout's progress as it changes until it ends,
+// reading it every period.
+func watchRollout(ctx context.Context, w io.Writer, get func(context.Context, string) (*rollout.Rollout, error), id string, every time.Duration) error {
 	var last string
 	seen := 0
 	for {
-		ro, err := c.Rollout(ctx, id)
+		ro, err := get(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -208,7 +286,7 @@ func watchRollout(ctx context.Context, w io.Writer, c *client.Client, id string)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(every):
 		}
 	}
 }

@@ -18,7 +18,7 @@ func newSlotCmd() *cobra.Command {
 		Short: "List the app's slots with their deployments and traffic",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -46,7 +46,7 @@ func newSlotCmd() *cobra.Command {
 		Short: "Create an empty slot (a DNS label; at most 5 per app unless configured)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -57,7 +57,11 @@ func newSlotCmd() *cobra.Command {
 			if f.json() {
 				return printJSON(cmd.OutOrStdout(), s)
 			}
-			println(cmd.OutOrStdout(), "slot %s created in app %s; deploy to it with `modelslot deploy %s --url ...`", s.Name, f.app, s.Name)
+			how := "--url ..."
+			if f.azure() {
+				how = "--platform azure --image ..."
+			}
+			println(cmd.OutOrStdout(), "slot %s created in app %s; deploy to it with `modelslot deploy %s %s`", s.Name, f.app, s.Name, how)
 			return nil
 		},
 	})
@@ -67,7 +71,7 @@ func newSlotCmd() *cobra.Command {
 		Short: "Delete a slot (production cannot be deleted; a slot with traffic needs --force)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}

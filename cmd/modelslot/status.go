@@ -15,7 +15,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show an app's slots, deployments, health, traffic, last swap and rollout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -27,7 +27,11 @@ func newStatusCmd() *cobra.Command {
 			if f.json() {
 				return printJSON(w, st)
 			}
-			println(w, "app %s (routing generation %d)", st.App, st.Routing.Generation)
+			if f.azure() {
+				println(w, "%s", f.azureHeader())
+			} else {
+				println(w, "app %s (routing generation %d)", st.App, st.Routing.Generation)
+			}
 			tw := newTable(w)
 			println(tw, "SLOT\tVERSION\tREVISION\tTRAFFIC\tHEALTHY\tIN-FLIGHT\tBACKEND")
 			for _, s := range st.Slots {

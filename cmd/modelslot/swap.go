@@ -30,7 +30,7 @@ untouched and says which phase failed. 'swap --history' lists past swaps.`,
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -45,9 +45,15 @@ untouched and says which phase failed. 'swap --history' lists past swaps.`,
 				tw := newTable(cmd.OutOrStdout())
 				println(tw, "ID\tSTARTED\tACTION\tSOURCE\tTARGET\tSTATUS\tPHASE\tERROR")
 				for _, r := range recs {
-					println(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.Action, r.Source, r.Target, r.Status, r.Phase, r.Error)
+					println(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", idOrDash(r.ID), r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.Action, r.Source, r.Target, r.Status, r.Phase, r.Error)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if f.azure() {
+					println(cmd.ErrOrStderr(), "note: Azure keeps only the last swap of an app (slotSwapStatus)")
+				}
+				return nil
 			}
 			rec, err := c.Swap(cmd.Context(), f.app, modelslot.SwapRequest{Source: args[0], Target: target, Action: modelslot.SwapAction(action)})
 			if err != nil {

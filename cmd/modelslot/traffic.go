@@ -25,7 +25,7 @@ func newTrafficCmd() *cobra.Command {
   modelslot traffic set staging=10 canary=5 --reset-pins`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -35,6 +35,9 @@ func newTrafficCmd() *cobra.Command {
 			}
 			if _, err := c.SetTraffic(cmd.Context(), f.app, rules, modelslot.TrafficOptions{ResetPins: resetPins}); err != nil {
 				return err
+			}
+			if resetPins && f.azure() {
+				println(cmd.ErrOrStderr(), "note: --reset-pins: Azure cannot invalidate routing cookies: users pinned by the x-ms-routing-name cookie keep their slot until it expires (up to 1 hour); to move everyone at once, swap")
 			}
 			t, err := c.Traffic(cmd.Context(), f.app)
 			if err != nil {
@@ -50,7 +53,7 @@ func newTrafficCmd() *cobra.Command {
 		Short: "Show the split, the routing generation and mirroring",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -63,10 +66,10 @@ func newTrafficCmd() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "clear",
-		Short: "Send all traffic to production and invalidate routing cookies",
+		Short: "Send all traffic to production and invalidate routing cookies (on Azure: remove every rampUpRule)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
@@ -82,13 +85,17 @@ func newTrafficCmd() *cobra.Command {
 		Short: "Mirror a share of production's requests to a slot in the background (shadow traffic)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
+			c, err := f.backend(cmd)
 			if err != nil {
 				return err
 			}
+			m, ok := c.(mirrorPlatform)
+			if !ok {
+				return modelslot.Errorf(modelslot.EINVALID, "traffic mirror: Azure App Service cannot mirror traffic: shadow traffic is a feature of the local gateway (--platform local)")
+			}
 			var t *client.Traffic
 			if args[0] == "clear" {
-				t, err = c.ClearMirror(cmd.Context(), f.app)
+				t, err = m.ClearMirror(cmd.Context(), f.app)
 			} else {
 				rules, perr := parseAssignments(args, "traffic mirror")
 				if perr != nil {
@@ -97,7 +104,7 @@ func newTrafficCmd() *cobra.Command {
 				if len(rules) != 1 {
 					return modelslot.Errorf(modelslot.EINVALID, "traffic mirror: name one slot, e.g. staging=20")
 				}
-				t, err = c.SetMirror(cmd.Context(), f.app, modelslot.MirrorRule{Slot: rules[0].Slot, Percent: rules[0].Percent})
+				t, err = m.SetMirror(cmd.Context(), f.app, modelslot.MirrorRule{Slot: rules[0].Slot, Percent: rules[0].Percent})
 			}
 			if err != nil {
 				return err
@@ -119,6 +126,10 @@ func (f *clientFlags) printTraffic(w io.Writer, t *client.Traffic) error {
 		println(tw, "%s\t%s", r.Slot, pct(r.Percent))
 	}
 	tw.Flush()
+	if f.azure() {
+		println(w, "routing: rampUpRules of App Service app %s; users pinned by the x-ms-routing-name cookie keep their slot for up to an hour", f.app)
+		return nil
+	}
 	println(w, "routing generation %d (cookies of older generations are ignored)", t.Routing.Generation)
 	if t.Mirror != nil {
 		println(w, "mirroring %s of production's requests to %s", pct(t.Mirror.Percent), t.Mirror.Slot)
