@@ -255,8 +255,10 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != rollout.RollingBack {
-		t.Errorf("after Abort state = %s, want rolling_back", r.State)
+	// Abort rolls back before it answers: when it returns, the candidate
+	// has no traffic left.
+	if r.State != rollout.Aborted {
+		t.Errorf("after Abort state = %s, want aborted", r.State)
 	}
 	done := e.waitState(m.Manager, rollout.Aborted)
 	if !strings.Contains(done.Reason, "aborted by carol: wrong model") {

@@ -82,9 +82,15 @@ func (r *runner) run(ctx context.Context) {
 		}
 	}
 	for r.doc.State.Active() {
+		before := r.doc.State
 		wait, err := r.advance(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil && before != RollingBack && r.doc.State == RollingBack {
+			// A failing verdict rolls back at once, not an interval later:
+			// every moment the candidate keeps its share hurts users.
+			wait = false
 		}
 		if err != nil {
 			if isPermanent(err) && r.doc.State != RollingBack {
@@ -145,6 +151,15 @@ func (r *runner) sleep(ctx context.Context) bool {
 	case c := <-r.cmds:
 		rep := commandReply{}
 		rep.err = r.apply(ctx, c)
+		if rep.err == nil && c.op == "abort" && r.doc.State == RollingBack {
+			// Roll back before answering, so that when Abort returns no new
+			// request reaches the candidate. If a step cannot finish now
+			// (a swap still running), the answer says rolling_back and the
+			// run loop completes it.
+			if _, err := r.rollback(ctx); err != nil {
+				r.noteError(ctx, err)
+			}
+		}
 		if rep.err == nil {
 			rep.r = r.doc.clone()
 		}
@@ -705,13 +720,17 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 			measureErr = err
 		}
 	}
+	var gatewayURL string
+	if f := r.m.cfg.GatewayURL; f != nil {
+		gatewayURL = f()
+	}
 	results := make([]GateResult, len(j.gates))
 	for i, g := range j.gates {
 		gs := &ph.Gates[i]
 		in := GateInput{
 			App: r.app, Candidate: j.candidate, Baseline: j.baseline, From: ph.StartedAt, To: now,
 			CandidateData: candData, BaselineData: baseData,
-			Platform: r.m.cfg.Platform, Metrics: r.m.cfg.Metrics, State: gs.State,
+			Platform: r.m.cfg.Platform, Metrics: r.m.cfg.Metrics, GatewayURL: gatewayURL, State: gs.State,
 		}
 		res, err := g.gate.Evaluate(ctx, in)
 		if err != nil {
