@@ -155,15 +155,46 @@ func (e *Engine) stopProc(rt *runtime) {
 // waitHealthy waits until the deployment answers its warm-up path with an
 // allowed status.
 func (e *Engine) waitHealthy(ctx context.Context, rt *runtime, d *modelslot.Deployment) error {
-	err := host.WaitHealthy(ctx, e.client, rt.backend.URL(), d.Warmup.Path, d.Warmup.Statuses, d.Warmup.Timeout.D(), rt.proc)
+	err := host.WaitHealthy(ctx, e.clientFor(d), rt.backend.URL(), d.Warmup.Path, d.Warmup.Statuses, d.Warmup.Timeout.D(), rt.proc)
 	if err != nil {
 		return modelslot.Wrapf(err, modelslot.EUNAVAILABLE, "deployment %s did not become healthy: %v", d.Label(), err)
 	}
 	return nil
 }
 
+// clientFor returns the client that health-checks d: it sends the
+// deployment's headers and query parameters too, so that a hosted provider
+// that wants its key answers the warm-up as it answers traffic.
+func (e *Engine) clientFor(d *modelslot.Deployment) *http.Client {
+	if len(d.Headers) == 0 && len(d.Query) == 0 {
+		return e.client
+	}
+	return &http.Client{Transport: withDeployment{base: e.client.Transport, d: d}}
+}
+
+type withDeployment struct {
+	base http.RoundTripper
+	d    *modelslot.Deployment
+}
+
+func (t withDeployment) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.d.Headers {
+		r.Header.Set(k, v)
+	}
+	if len(t.d.Query) > 0 {
+		q := r.URL.Query()
+		for k, v := range t.d.Query {
+			q.Set(k, v)
+		}
+		r.URL.RawQuery = q.Encode()
+	}
+	return t.base.RoundTrip(r)
+}
+
 // ping sends one warm-up request.
-func (e *Engine) ping(ctx context.Context, baseURL string, w modelslot.Warmup) error {
+func (e *Engine) ping(ctx context.Context, baseURL string, d *modelslot.Deployment) error {
+	w := d.Warmup
 	path := w.Path
 	if path == "" {
 		path = DefaultWarmupPath
@@ -172,7 +203,7 @@ func (e *Engine) ping(ctx context.Context, baseURL string, w modelslot.Warmup) e
 	if err != nil {
 		return err
 	}
-	resp, err := e.client.Do(req)
+	resp, err := e.clientFor(d).Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %v", path, errText(err))
 	}

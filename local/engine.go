@@ -456,7 +456,7 @@ func (e *Engine) retire(rt *runtime) {
 
 // Status implements modelslot.Platform.
 func (e *Engine) Status(ctx context.Context, app string) (*modelslot.AppStatus, error) {
-	a, err := e.App(ctx, app)
+	a, err := e.app(app) // with secrets: the health probe sends them
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +465,9 @@ func (e *Engine) Status(ctx context.Context, app string) (*modelslot.AppStatus, 
 	var wg sync.WaitGroup
 	for i, s := range a.Slots {
 		ss := &st.Slots[i]
-		ss.Slot = s
+		shown := *s
+		shown.Deployment = s.Deployment.Redacted()
+		ss.Slot = &shown
 		ss.Percent = a.Routing.Percent(s.Name)
 		e.mu.RLock()
 		rt := e.backends[key(app, s.Name)]
@@ -481,7 +483,7 @@ func (e *Engine) Status(ctx context.Context, app string) (*modelslot.AppStatus, 
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			if err := e.ping(pctx, rt.backend.URL(), s.Deployment.Warmup); err != nil {
+			if err := e.ping(pctx, rt.backend.URL(), s.Deployment); err != nil {
 				ss.Health = err.Error()
 			} else {
 				ss.Healthy = true

@@ -193,7 +193,7 @@ func (e *Engine) warmup(ctx context.Context, rt *runtime, d *modelslot.Deploymen
 	var last error
 	for ok, fails := 0, 0; ok < need; {
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.WarmupRequestTimeout)
-		err := e.ping(pctx, rt.backend.URL(), d.Warmup)
+		err := e.ping(pctx, rt.backend.URL(), d)
 		cancel()
 		if err == nil {
 			ok++
