@@ -6,6 +6,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,7 +126,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
 	}
 	ctrl.mount(srv)
-	mountDashboard(srv)
+	mountDashboard(srv, d)
 
 	if d.gwLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "gateway listener --listen %s: %v", cfg.Listen, err)
@@ -204,10 +207,20 @@ func (d *Daemon) Close(ctx context.Context) error {
 }
 
 // declare applies the config file's apps, slots, deployments and routing.
-// It is idempotent: what already matches is left alone, so a restart with
-// the same file changes nothing.
+// A declaration is applied when it is new or changed since the last start
+// (its fingerprint is kept in declared.json in the data directory), so that
+// a restart with the same file does not undo what happened at run time: a
+// swap, a rollout, a deploy or a traffic change through the API.
 func (d *Daemon) declare(ctx context.Context, getenv func(string) string) error {
 	e := d.Engine
+	applied := loadDeclared(d.cfg.Data)
+	defer saveDeclared(d.cfg.Data, applied, d.log)
+	changed := func(key string, v any) (string, bool) {
+		b, _ := json.Marshal(v)
+		sum := sha256.Sum256(b)
+		fp := hex.EncodeToString(sum[:8])
+		return fp, applied[key] != fp
+	}
 	for _, ac := range d.cfg.Apps {
 		if _, err := e.App(ctx, ac.Name); modelslot.ErrorCode(err) == modelslot.ENOTFOUND {
 			if _, err := e.CreateApp(ctx, ac.Name, ac.StickyKey, ac.MaxSlots); err != nil {
@@ -231,33 +244,72 @@ func (d *Daemon) declare(ctx context.Context, getenv func(string) string) error 
 			if sc.Deployment == nil {
 				continue
 			}
+			key := ac.Name + "/" + sc.Name
+			fp, isNew := changed(key, sc)
+			if !isNew {
+				continue
+			}
 			dep, err := config.DeploymentOf(sc.Deployment, getenv)
 			if err != nil {
 				return err
 			}
 			if _, err := e.Deploy(ctx, ac.Name, sc.Name, modelslot.DeployRequest{Deployment: dep, StickySettings: sc.StickySettings, Actor: "config"}); err != nil {
-				return fmt.Errorf("config: apps %s slot %s: %w", ac.Name, sc.Name, err)
+				if modelslot.ErrorCode(err) != modelslot.EUNAVAILABLE {
+					return fmt.Errorf("config: apps %s slot %s: %w", ac.Name, sc.Name, err)
+				}
+				// A model that does not come up must not keep the daemon
+				// (and the other slots) down: report it, retry next start.
+				d.log.Error("declared deployment is not healthy; the slot keeps what it had", "app", ac.Name, "slot", sc.Name, "err", modelslot.ErrorMessage(err))
+				continue
 			}
+			applied[key] = fp
 		}
 		if ac.Traffic != nil {
-			var rules []modelslot.TrafficRule
-			for slot, p := range ac.Traffic {
-				rules = append(rules, modelslot.TrafficRule{Slot: slot, Percent: p})
-			}
-			a, _ := e.App(ctx, ac.Name)
-			if !sameRules(a.Routing.Rules, rules) {
-				if _, err := e.SetTraffic(ctx, ac.Name, rules, modelslot.TrafficOptions{Actor: "config"}); err != nil {
-					return fmt.Errorf("config: apps %s traffic: %w", ac.Name, err)
+			key := ac.Name + "/traffic"
+			if fp, isNew := changed(key, ac.Traffic); isNew {
+				var rules []modelslot.TrafficRule
+				for slot, p := range ac.Traffic {
+					rules = append(rules, modelslot.TrafficRule{Slot: slot, Percent: p})
 				}
+				a, _ := e.App(ctx, ac.Name)
+				if !sameRules(a.Routing.Rules, rules) {
+					if _, err := e.SetTraffic(ctx, ac.Name, rules, modelslot.TrafficOptions{Actor: "config"}); err != nil {
+						return fmt.Errorf("config: apps %s traffic: %w", ac.Name, err)
+					}
+				}
+				applied[key] = fp
 			}
 		}
-		for slot, p := range ac.Mirror {
-			if err := e.SetMirror(ctx, ac.Name, &modelslot.MirrorRule{Slot: slot, Percent: p}, "config"); err != nil {
-				return fmt.Errorf("config: apps %s mirror: %w", ac.Name, err)
+		if ac.Mirror != nil {
+			key := ac.Name + "/mirror"
+			if fp, isNew := changed(key, ac.Mirror); isNew {
+				for slot, p := range ac.Mirror {
+					if err := e.SetMirror(ctx, ac.Name, &modelslot.MirrorRule{Slot: slot, Percent: p}, "config"); err != nil {
+						return fmt.Errorf("config: apps %s mirror: %w", ac.Name, err)
+					}
+				}
+				applied[key] = fp
 			}
 		}
 	}
 	return nil
+}
+
+const declaredFile = "declared.json"
+
+func loadDeclared(dir string) map[string]string {
+	m := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(dir, declaredFile)); err == nil {
+		json.Unmarshal(b, &m)
+	}
+	return m
+}
+
+func saveDeclared(dir string, m map[string]string, log *slog.Logger) {
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, declaredFile), b, 0o600); err != nil {
+		log.Warn("save declared.json", "err", err)
+	}
 }
 
 func sameRules(have, want []modelslot.TrafficRule) bool {

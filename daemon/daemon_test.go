@@ -492,3 +492,60 @@ func TestMeterWindowsAndPrometheus(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWithConfigKeepsRunTimeChanges: the config file's declarations
+// are applied when they change, so a restart with the same file does not
+// undo a swap or a traffic change made through the API.
+func TestRestartWithConfigKeepsRunTimeChanges(t *testing.T) {
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 2})
+	_, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 2})
+	yaml := `
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+apps:
+  - name: default
+    slots:
+      - name: production
+        deployment: {version: v1, url: ` + v1 + `}
+      - name: staging
+        deployment: {version: v2, url: ` + v2 + `}
+    traffic: {staging: 10}
+`
+	dir := t.TempDir()
+	load := func() *config.Config {
+		cfg, err := config.Parse(strings.NewReader(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Data = dir
+		return cfg
+	}
+	e := startDaemonWith(t, load())
+	ctx := context.Background()
+	if _, err := e.c.Swap(ctx, "default", modelslot.SwapRequest{Source: "staging"}); err != nil {
+		t.Fatal(err)
+	}
+	e.traffic(rule("staging", 30))
+	e.stop()
+
+	e = startDaemonWith(t, load())
+	st, err := e.c.Status(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := st.Slots[0].Slot.Deployment.Version; v != "v2" {
+		t.Errorf("after a restart with the same config production serves %s, want v2 (the swap kept)", v)
+	}
+	if p := st.Routing.Percent("staging"); p != 30 {
+		t.Errorf("after a restart staging has %g%%, want the 30%% set at run time", p)
+	}
+	e.stop()
+
+	// A changed declaration is applied.
+	yaml = strings.Replace(yaml, "traffic: {staging: 10}", "traffic: {staging: 5}", 1)
+	e = startDaemonWith(t, load())
+	st, _ = e.c.Status(ctx, "default")
+	if p := st.Routing.Percent("staging"); p != 5 {
+		t.Errorf("a changed traffic declaration was not applied: staging has %g%%", p)
+	}
+}
