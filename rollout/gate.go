@@ -54,6 +54,9 @@ type GateInput struct {
 	BaselineData  modelslot.Series
 	Platform      modelslot.Platform
 	Metrics       modelslot.MetricSource
+	// GatewayURL is the base address of the app's OpenAI-compatible
+	// gateway, for gates that send requests of their own ("" when unknown).
+	GatewayURL string
 	// State is what the gate returned at its previous look (nil at the
 	// first).
 	State json.RawMessage

@@ -28,6 +28,10 @@ type ManagerConfig struct {
 	// Interval, when set, replaces every plan's interval: how long the
 	// controller waits between looks (tests, demos).
 	Interval time.Duration
+	// GatewayURL returns the gateway's base address for GateInput (nil:
+	// unknown). A function, as the daemon's listener opens after the
+	// controller is built.
+	GatewayURL func() string
 }
 
 // Manager runs the rollouts of every app: one goroutine per active
