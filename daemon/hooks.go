@@ -109,4 +109,4 @@ func (c *controller) close(ctx context.Context) error {
 	return c.m.Close()
 }
 
-func mountDashboard(s *api.Server) {}
+func mountDashboard(s *api.Server, d *Daemon) {}
