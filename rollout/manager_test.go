@@ -392,7 +392,12 @@ steps:
 	m1.kill()
 
 	m2 := e.start()
-	got := e.waitFor(m2.Manager, "resumed", func(r *rollout.Rollout) bool { return r.State == rollout.Paused })
+	// The store already says paused; wait until the new Manager has taken
+	// the rollout over.
+	got := e.waitFor(m2.Manager, "resumed", func(r *rollout.Rollout) bool {
+		_, busy := m2.Busy("chat")
+		return busy && r.State == rollout.Paused
+	})
 	if got.ID != r.ID || got.Step != 3 || !got.Swapped || len(got.Verdicts) != verdicts {
 		t.Fatalf("after restart:\n%s", got.Describe())
 	}
