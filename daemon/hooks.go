@@ -11,6 +11,7 @@ import (
 	"github.com/modelslot/modelslot/api"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/events"
+	"github.com/modelslot/modelslot/gateway"
 	"github.com/modelslot/modelslot/promql"
 	"github.com/modelslot/modelslot/rollout"
 )
@@ -33,6 +34,7 @@ func (b *bus) Subscribe(ctx context.Context, f modelslot.EventFilter) <-chan *mo
 // controller runs the rollout manager for the daemon's lifetime.
 type controller struct {
 	m      *rollout.Manager
+	gw     *gateway.Gateway
 	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -65,20 +67,23 @@ func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*c
 	}
 	m, err := rollout.NewManager(rollout.ManagerConfig{
 		Platform: d.Engine,
-		Metrics:  metrics,
+		Metrics:  withShadow(metrics, d.Gateway),
 		Store:    d.Store,
 		Events:   b,
 		Logger:   log.With("component", "rollout"),
 		Interval: d.cfg.RolloutInterval.D(),
+		// The loadtest and eval gates send requests through the gateway.
+		GatewayURL: d.GatewayURL,
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.Rollouts = m
-	return &controller{m: m, log: log}, nil
+	return &controller{m: m, gw: d.Gateway, log: log}, nil
 }
 
 func (c *controller) mount(s *api.Server) {
+	mountShadow(s, c.gw)
 	s.Guard = c.m
 	extra := s.Extra
 	s.Extra = func(mux *http.ServeMux) {

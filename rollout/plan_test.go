@@ -9,6 +9,9 @@ import (
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/rollout"
+
+	// The example plans use the loadtest and eval gate kinds too.
+	_ "github.com/modelslot/modelslot/gates"
 )
 
 func TestParsePlanErrorsNameTheField(t *testing.T) {
