@@ -455,9 +455,19 @@ func TestMeterWindowsAndPrometheus(t *testing.T) {
 			TTFTMS         struct{ P50 float64 } `json:"ttftMs"`
 		}
 	}
-	if err := e.c.Do(context.Background(), http.MethodGet, "/api/v1/apps/default/metrics?window=60s", nil, &m); err != nil {
-		t.Fatal(err)
-	}
+	// The gateway records a request just after its last byte is sent, so
+	// the client can be a moment ahead of the meter.
+	waitFor(t, "the meter to count every request", 5*time.Second, func() bool {
+		m.Slots = nil
+		if err := e.c.Do(context.Background(), http.MethodGet, "/api/v1/apps/default/metrics?window=60s", nil, &m); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range m.Slots {
+			n += s.Requests
+		}
+		return n == 16
+	})
 	got := map[string]int{}
 	for _, s := range m.Slots {
 		got[s.Slot] = s.Requests
