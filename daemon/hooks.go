@@ -113,5 +113,3 @@ func (c *controller) close(ctx context.Context) error {
 	c.wg.Wait()
 	return c.m.Close()
 }
-
-func mountDashboard(s *api.Server, d *Daemon) {}

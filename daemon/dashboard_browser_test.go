@@ -1,0 +1,237 @@
+package daemon_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/modelslot/modelslot/config"
+	"github.com/modelslot/modelslot/sim"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// TestDashboardBrowser drives the dashboard in headless Chromium: log in,
+// read the split and the charts, change the traffic through a confirmation
+// dialog, and survive a daemon restart. Screenshots at phone and desktop
+// widths go to the test's artifact directory (go test -artifacts).
+func TestDashboardBrowser(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("skipping the browser test: %s is missing (apt-get install chromium)", chromiumPath)
+	}
+	if testing.Short() {
+		t.Skip("skipping the browser test in -short mode")
+	}
+	dir := t.TempDir()
+	e := startDaemon(t, dir)
+	_, prodURL := startSim(t, sim.Config{TTFT: 15 * time.Millisecond, ITL: time.Millisecond, Seed: 1})
+	_, stagURL := startSim(t, sim.Config{TTFT: 30 * time.Millisecond, ITL: 2 * time.Millisecond, Seed: 2})
+	e.deploy("production", prodURL, "v1")
+	e.deploy("staging", stagURL, "v2")
+	e.traffic(rule("staging", 10))
+	for range 40 {
+		e.chat(nil)
+	}
+	// Light load while the browser looks, so the charts draw lines.
+	stopLoad := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopLoad:
+				return
+			case <-tick.C:
+				resp, err := e.http.Post(e.d.GatewayURL()+"/v1/chat/completions", "application/json", strings.NewReader(chatBody))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+	stop := sync.OnceFunc(func() { close(stopLoad); <-loadDone })
+	defer stop()
+	adminAddr := strings.TrimPrefix(e.d.AdminURL(), "http://")
+	gwAddr := strings.TrimPrefix(e.d.GatewayURL(), "http://")
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	defer cancelAlloc()
+	// The deadline bounds the whole browser session.
+	ctx, cancel := context.WithTimeout(allocCtx, 3*time.Minute)
+	defer cancel()
+	ctx, cancelTab := chromedp.NewContext(ctx)
+	defer cancelTab()
+
+	// The page's console goes to the test log when the test fails.
+	var (
+		consoleMu sync.Mutex
+		console   []string
+	)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			consoleMu.Lock()
+			console = append(console, m.String())
+			consoleMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			consoleMu.Lock()
+			defer consoleMu.Unlock()
+			t.Logf("browser console:\n%s", strings.Join(console, "\n"))
+		}
+	})
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, pageDump(ctx))
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	// until waits for a JavaScript condition on the page.
+	until := func(what, expr string, timeout time.Duration) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+			t.Fatalf("waiting for %s: %v\n%s", what, err, pageDump(ctx))
+		}
+	}
+	shot := func(name string) {
+		t.Helper()
+		b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		p := filepath.Join(t.ArtifactDir(), name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+
+	// Without a session the dashboard sends us to the login form.
+	run("open the dashboard", chromedp.Navigate(e.d.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	run("wrong token", chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token"), chromedp.Click(chromedp.CSS("#login-submit")), chromedp.WaitVisible(chromedp.CSS("#login-error")))
+	run("log in", chromedp.SendKeys(chromedp.CSS("#token"), e.d.Token), chromedp.Click(chromedp.CSS("#login-submit")), chromedp.WaitVisible(chromedp.CSS(".split-text")))
+
+	split := text(".split-text")
+	for _, want := range []string{"production 90%", "staging 10%"} {
+		if !strings.Contains(split, want) {
+			t.Errorf("overview split %q does not say %q", split, want)
+		}
+	}
+
+	run("open the app page", chromedp.Navigate(e.d.AdminURL()+"/#/apps/default"), chromedp.WaitVisible(chromedp.CSS("#chart-rps svg polyline")))
+	if got := text("#chart-rps .legend"); !strings.Contains(got, "production v1") || !strings.Contains(got, "staging v2") {
+		t.Errorf("requests/s legend %q: want production and the candidate overlaid", got)
+	}
+	until("the latency charts", `document.querySelectorAll('#chart-latencyP99Ms polyline, #chart-latencyP99Ms circle').length >= 2`, 10*time.Second)
+
+	// Keyboard: Enter in the form opens the dialog, Escape cancels it.
+	run("type the new share", chromedp.Clear(chromedp.CSS("#traffic-staging")), chromedp.SendKeys(chromedp.CSS("#traffic-staging"), "20"+kb.Enter), chromedp.WaitVisible(chromedp.CSS("#confirm")))
+	if got := text("#confirm-text"); !strings.Contains(got, "staging 20%") || !strings.Contains(got, "production 80%") {
+		t.Errorf("confirmation %q does not spell out the new split", got)
+	}
+	run("cancel with Escape", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS("#confirm")))
+	until("the cancel notice", `document.getElementById('traffic-result').textContent.includes('Cancelled')`, 5*time.Second)
+	tr, err := e.c.Traffic(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Routing.Percent("staging"); got != 10 {
+		t.Fatalf("after cancelling, staging has %g%%, want 10%% (unchanged)", got)
+	}
+
+	run("confirm the change", chromedp.Click(chromedp.CSS("#traffic-submit")), chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm-ok")))
+	until("the traffic result", `document.getElementById('traffic-result').textContent.includes('Traffic is now')`, 10*time.Second)
+	if tr, err = e.c.Traffic(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Routing.Percent("staging"); got != 20 {
+		t.Errorf("staging has %g%% through the API, want 20%%", got)
+	}
+	evs, err := e.c.Events(context.Background(), "default", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range evs {
+		found = found || (ev.Type == "traffic.set" && ev.Actor == "dashboard")
+	}
+	if !found {
+		t.Errorf("no traffic.set event by actor dashboard among %d events", len(evs))
+	}
+	until("the split to update by itself", `document.querySelector('#sec-slots .split-text').textContent.includes('staging 20%')`, 10*time.Second)
+
+	shot("dashboard-1280.png")
+	run("phone width", chromedp.EmulateViewport(390, 844))
+	shot("dashboard-390.png")
+	wide, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('body *')].filter((el) => el.getBoundingClientRect().right > innerWidth + 1 && !el.closest('.table-wrap')).map((el) => el.tagName + '.' + el.className + '#' + el.id)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wide) > 0 {
+		t.Errorf("at 390px, these elements stick out of the screen: %v", wide)
+	}
+	run("desktop width", chromedp.EmulateViewport(1280, 1000))
+
+	// The daemon goes away: a banner says so; it comes back: the page
+	// recovers by itself, with the same session.
+	stop()
+	e.stop()
+	until("the offline banner", `!document.getElementById('banner').hidden`, 15*time.Second)
+	if got := text("#banner-text"); !strings.Contains(got, "cannot reach") {
+		t.Errorf("banner %q does not say the daemon is unreachable", got)
+	}
+	cfg := config.Default()
+	cfg.Data, cfg.Listen, cfg.Admin = dir, gwAddr, adminAddr
+	e = startDaemonWith(t, cfg)
+	until("the banner to clear after the restart", `document.getElementById('banner').hidden`, 20*time.Second)
+	until("the app page after the restart", `document.querySelector('#sec-slots .split-text')?.textContent.includes('staging 20%')`, 10*time.Second)
+}
+
+// pageDump says where the page is and what it shows, for a failure message.
+func pageDump(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+	if err != nil {
+		return "(page unreadable: " + err.Error() + ")"
+	}
+	return "page: " + s
+}
