@@ -104,7 +104,10 @@ func New(cfg Config) *Gateway {
 			Timeout:   cfg.DialTimeout,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2: true,
+		// Clients that want compression ask for it and get the backend's
+		// bytes; the gateway never inflates answers itself.
+		DisableCompression:    true,
 		MaxIdleConns:          4 * cfg.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
@@ -175,9 +178,13 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 		}
 	}
 	b.proxy = &httputil.ReverseProxy{
-		Rewrite:       b.rewrite,
-		Transport:     g.transport,
-		FlushInterval: -1, // flush every write: streams pass event by event
+		Rewrite:   b.rewrite,
+		Transport: g.transport,
+		// FlushInterval 0: the proxy flushes every write of an SSE answer
+		// (by content type) or of one of unknown length anyway, so streams
+		// pass event by event; an answer of known length goes out in one
+		// write, not headers and body apart from a timer goroutine.
+		FlushInterval: 0,
 		ErrorHandler:  g.proxyError,
 		BufferPool:    bufferPool{},
 		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
