@@ -30,12 +30,16 @@ type Sample struct {
 // failing its users.
 func (s Sample) IsError() bool { return s.Status == 0 || s.Status >= 500 || s.Status == 429 }
 
-// TokensPerSecond is the output rate after the first token, or 0 when it
-// cannot be computed.
+// TokensPerSecond is the output rate after the first token (streams), or
+// over the whole request when the tokens arrived together (a non-streaming
+// answer, whose first byte is also nearly its last); 0 without tokens.
 func (s Sample) TokensPerSecond() float64 {
-	d := s.Latency - s.TTFT
-	if s.OutputTokens < 2 || d <= 0 {
+	if s.OutputTokens < 1 || s.Latency <= 0 {
 		return 0
+	}
+	d := s.Latency - s.TTFT
+	if s.OutputTokens < 2 || d <= s.Latency/20 {
+		return float64(s.OutputTokens) / s.Latency.Seconds()
 	}
 	return float64(s.OutputTokens-1) / d.Seconds()
 }
