@@ -150,6 +150,8 @@ type Backend struct {
 	inflight atomic.Int64
 	headers  http.Header
 	query    url.Values
+	// ownsAuth: the deployment sets Authorization or api-key itself.
+	ownsAuth bool
 }
 
 // NewBackend returns a backend for the server at rawURL; d supplies the
@@ -169,6 +171,9 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 			for k, v := range d.Headers {
 				b.headers.Set(k, v)
 			}
+			_, auth := b.headers["Authorization"]
+			_, key := b.headers["Api-Key"]
+			b.ownsAuth = auth || key
 		}
 		if len(d.Query) > 0 {
 			b.query = url.Values{}
@@ -227,6 +232,13 @@ func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
 		}
 		pr.Out.URL.RawQuery = q.Encode()
 	}
+	if b.ownsAuth {
+		// The deployment brings its own key: the client's must not reach
+		// the provider beside it (the client's key is for the gateway, or
+		// for another provider).
+		pr.Out.Header.Del("Authorization")
+		pr.Out.Header.Del("Api-Key")
+	}
 	for k, v := range b.headers {
 		pr.Out.Header[k] = v
 	}
@@ -280,7 +292,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			mirrorBody = body
 		}
 		if slot.rewrite != nil {
-			if body, err = slot.rewrite.request(body); err != nil {
+			r.URL.Path = slot.rewrite.path(r.URL.Path)
+			if body, err = slot.rewrite.requestFor(r.URL.Path, body); err != nil {
 				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 				return
 			}

@@ -363,3 +363,12 @@ func isModelKey(before []byte) bool {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// path maps GET /v1/models/<public name> to the backend's model id, so that
+// a client retrieving "its" model sees the deployment's.
+func (rw *rewriter) path(p string) string {
+	if rw.backendModel != "" && p == "/v1/models/"+rw.publicModel {
+		return "/v1/models/" + rw.backendModel
+	}
+	return p
+}

@@ -448,3 +448,34 @@ func BenchmarkRewriterOnly(b *testing.B) {
 		rw.response(answer)
 	}
 }
+
+func TestRewritePathMapsPublicModel(t *testing.T) {
+	rw := newRewriter("chat", &modelslot.Deployment{Model: "gpt-4o-2024-08-06"})
+	for in, want := range map[string]string{
+		"/v1/models/chat":  "/v1/models/gpt-4o-2024-08-06",
+		"/v1/models/other": "/v1/models/other",
+		"/v1/models":       "/v1/models",
+	} {
+		if got := rw.path(in); got != want {
+			t.Errorf("path(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDeploymentKeyReplacesClientCredentials(t *testing.T) {
+	var got http.Header
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer backend.Close()
+	g := New(Config{})
+	defer g.Close()
+	b, err := g.NewBackend(backend.URL, &modelslot.Deployment{Headers: map[string]string{"api-key": "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer client-key")
+	b.proxy.ServeHTTP(httptest.NewRecorder(), req)
+	if got.Get("Authorization") != "" || got.Get("Api-Key") != "k" {
+		t.Fatalf("backend saw Authorization %q, api-key %q; want none and k", got.Get("Authorization"), got.Get("Api-Key"))
+	}
+}
