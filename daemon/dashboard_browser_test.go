@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/modelslot/modelslot/config"
+	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sim"
 )
 
@@ -198,6 +199,28 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	until("the split to update by itself", `document.querySelector('#sec-slots .split-text').textContent.includes('staging 20%')`, 10*time.Second)
 
+	// A running rollout shows as a timeline with its current step; aborting
+	// it from the dashboard, with confirmation, rolls it back.
+	ro, err := e.c.StartRollout(context.Background(), "default", "staging", "name: browser\nsteps:\n  - traffic: 15\n  - pause\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until("the rollout timeline at its pause step", `(document.querySelector('#sec-rollout .timeline')?.textContent || '').toLowerCase().includes('pause') && document.getElementById('ro-abort') !== null`, 20*time.Second)
+	if got := text("#sec-rollout"); !strings.Contains(got, ro.ID) {
+		t.Errorf("the rollout view does not name rollout %s: %q", ro.ID, got)
+	}
+	shot("dashboard-rollout.png")
+	run("abort the rollout", chromedp.Click(chromedp.CSS("#ro-abort")), chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm-ok")))
+	var got *rollout.Rollout
+	waitFor(t, "the rollout to be aborted", 15*time.Second, func() bool {
+		got, err = e.c.Rollout(context.Background(), ro.ID)
+		return err == nil && got.State == rollout.Aborted
+	})
+	if a := got.Overrides[len(got.Overrides)-1].Actor; a != "dashboard" {
+		t.Errorf("the abort was recorded by %q, want dashboard", a)
+	}
+	until("the past rollouts to list it", `(document.getElementById('sec-history')?.textContent || '').includes('`+ro.ID+`')`, 15*time.Second)
+
 	shot("dashboard-1280.png")
 	run("phone width", chromedp.EmulateViewport(390, 844))
 	shot("dashboard-390.png")
@@ -222,7 +245,7 @@ func TestDashboardBrowser(t *testing.T) {
 	cfg.Data, cfg.Listen, cfg.Admin = dir, gwAddr, adminAddr
 	e = startDaemonWith(t, cfg)
 	until("the banner to clear after the restart", `document.getElementById('banner').hidden`, 20*time.Second)
-	until("the app page after the restart", `document.querySelector('#sec-slots .split-text')?.textContent.includes('staging 20%')`, 10*time.Second)
+	until("the app page after the restart", `document.querySelector('#sec-slots .split-text')?.textContent.includes('production 100%')`, 10*time.Second)
 }
 
 // pageDump says where the page is and what it shows, for a failure message.
