@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -529,10 +530,11 @@ func (t *traffic) reset() {
 	t.mu.Unlock()
 }
 
+// counts returns copies: the load goroutines keep counting.
 func (t *traffic) counts() (map[string]int, map[string]int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.bySlot, t.byVer
+	return maps.Clone(t.bySlot), maps.Clone(t.byVer)
 }
 
 func (t *traffic) stop() {
