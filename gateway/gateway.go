@@ -51,6 +51,10 @@ type Config struct {
 	MaxIdleConnsPerHost int
 	// DisableMeter turns metering off (for benchmarks of its cost).
 	DisableMeter bool
+	// StdUpstream sends every request through net/http's Transport instead
+	// of the gateway's own HTTP/1.1 client for http:// backends (for
+	// comparison in benchmarks, or as a way out).
+	StdUpstream bool
 	// SampleCapacity is how many recent requests each slot keeps for
 	// analysis (default 65536).
 	SampleCapacity int
@@ -89,6 +93,8 @@ type Gateway struct {
 	log       *slog.Logger
 	snap      atomic.Pointer[snapshot]
 	transport *http.Transport
+	upstream  *upstream
+	proxyRT   http.RoundTripper
 	meter     *Meter
 	cookieAge string
 	mirror    *mirrorer
@@ -98,12 +104,10 @@ type Gateway struct {
 func New(cfg Config) *Gateway {
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	g.transport = &http.Transport{
-		Proxy: nil, // never route model traffic through an environment proxy
-		DialContext: (&net.Dialer{
-			Timeout:   cfg.DialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:             nil, // never route model traffic through an environment proxy
+		DialContext:       dialer.DialContext,
 		ForceAttemptHTTP2: true,
 		// Clients that want compression ask for it and get the backend's
 		// bytes; the gateway never inflates answers itself.
@@ -114,6 +118,11 @@ func New(cfg Config) *Gateway {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
+	}
+	g.upstream = newUpstream(g.transport, dialer, cfg.MaxIdleConnsPerHost, g.transport.IdleConnTimeout, cfg.ResponseHeaderTimeout)
+	g.proxyRT = g.upstream
+	if cfg.StdUpstream {
+		g.proxyRT = g.transport
 	}
 	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
 	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
@@ -138,7 +147,7 @@ func (g *Gateway) Update(apps []RouteApp) {
 // Close stops background work (mirroring) and closes idle connections.
 func (g *Gateway) Close() {
 	g.mirror.close()
-	g.transport.CloseIdleConnections()
+	g.upstream.close()
 }
 
 // Backend is one upstream model server. Requests in flight are counted so
@@ -184,7 +193,7 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 	}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite:   b.rewrite,
-		Transport: g.transport,
+		Transport: g.proxyRT,
 		// FlushInterval 0: the proxy flushes every write of an SSE answer
 		// (by content type) or of one of unknown length anyway, so streams
 		// pass event by event; an answer of known length goes out in one

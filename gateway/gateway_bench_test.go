@@ -152,16 +152,20 @@ func benchBackend(b *testing.B) *httptest.Server {
 
 // BenchmarkProxy is the whole gateway path in process: ServeHTTP with a
 // real upstream round trip to an httptest backend, with and without the
-// meter (their ratio is the cost of metering).
+// meter (their ratio is the cost of metering), and through net/http's
+// Transport instead of the gateway's upstream client.
 func BenchmarkProxy(b *testing.B) {
 	ts := benchBackend(b)
-	for _, meter := range []bool{true, false} {
-		name := "meter"
-		if !meter {
-			name = "nometer"
-		}
-		b.Run(name, func(b *testing.B) {
-			g, _ := benchGateway(b, Config{DisableMeter: !meter}, ts.URL, "")
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"meter", Config{}},
+		{"nometer", Config{DisableMeter: true}},
+		{"std-upstream", Config{StdUpstream: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			g, _ := benchGateway(b, tc.cfg, ts.URL, "")
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				w := &discardWriter{h: http.Header{}}

@@ -217,7 +217,7 @@ func (m *mirrorer) send(job *mirrorJob) (shadowAnswer, error) {
 		req.Header[k] = v
 	}
 	start := time.Now()
-	resp, err := m.g.transport.RoundTrip(req)
+	resp, err := m.g.proxyRT.RoundTrip(req)
 	if err != nil {
 		return out, err
 	}

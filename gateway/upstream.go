@@ -1,0 +1,430 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// upstream is the gateway's HTTP/1.1 client for plain-http backends (the
+// model servers next to it). Unlike http.Transport, which hands every
+// request to a per-connection writer goroutine and its response back from
+// a reader goroutine, it writes the request and reads the response on the
+// calling (handler) goroutine over a pool of keep-alive connections: two
+// goroutine hand-offs fewer per request, and no reader goroutine or its
+// stack per idle connection. It speaks the wire format through the
+// standard library (Request.Write, http.ReadResponse), so framing
+// (Content-Length, chunked, close-delimited, HEAD, 1xx) is net/http's own.
+//
+// What it does not do goes to the fallback Transport: https (and so
+// HTTP/2), protocol upgrades, and Expect: 100-continue.
+type upstream struct {
+	fallback *http.Transport
+	dialer   *net.Dialer
+	// maxIdle bounds idle connections kept per backend address.
+	maxIdle     int
+	idleTimeout time.Duration
+	// headerTimeout bounds the wait for response headers.
+	headerTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   map[string][]*upConn // by host:port, most recently used last
+	closed bool
+	stop   chan struct{}
+}
+
+func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration) *upstream {
+	u := &upstream{
+		fallback:      fallback,
+		dialer:        dialer,
+		maxIdle:       maxIdle,
+		idleTimeout:   idleTimeout,
+		headerTimeout: headerTimeout,
+		idle:          map[string][]*upConn{},
+		stop:          make(chan struct{}),
+	}
+	go u.janitor()
+	return u
+}
+
+// upConn is one pooled connection to a backend.
+type upConn struct {
+	u    *upstream
+	addr string
+	conn net.Conn
+	raw  syscall.RawConn // for the liveness probe; nil if unavailable
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	// written counts bytes written to conn during the current request, to
+	// tell "nothing was sent" (safe to retry) from a partial request.
+	written int64
+	idleAt  time.Time
+	reused  bool
+}
+
+func (c *upConn) Write(p []byte) (int, error) {
+	n, err := c.conn.Write(p)
+	c.written += int64(n)
+	return n, err
+}
+
+// RoundTrip implements http.RoundTripper.
+func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || req.Header["Upgrade"] != nil || req.Header["Expect"] != nil {
+		return u.fallback.RoundTrip(req)
+	}
+	addr := req.URL.Host
+	if !hasPort(addr) {
+		addr += ":80"
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := u.get(req.Context(), addr)
+		if err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		resp, err := c.roundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		// A reused connection the backend closed at the moment it was
+		// taken: retry once on a new one when nothing of the request was
+		// sent and the body can be sent again (http.Transport's rule).
+		if attempt > 0 || !c.reused || c.written > 0 || req.Context().Err() != nil {
+			return nil, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// get returns an idle connection to addr that is still open, or dials one.
+func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
+	now := time.Now()
+	for {
+		u.mu.Lock()
+		list := u.idle[addr]
+		if len(list) == 0 {
+			u.mu.Unlock()
+			break
+		}
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		u.idle[addr] = list[:len(list)-1]
+		u.mu.Unlock()
+		if now.Sub(c.idleAt) > u.idleTimeout || !c.alive() {
+			c.conn.Close()
+			continue
+		}
+		c.reused = true
+		return c, nil
+	}
+	conn, err := u.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &upConn{u: u, addr: addr, conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.br = bufio.NewReaderSize(conn, 4<<10)
+	c.bw = bufio.NewWriterSize(c, 4<<10)
+	return c, nil
+}
+
+// put returns c to the pool after a complete exchange.
+func (u *upstream) put(c *upConn) {
+	c.idleAt = time.Now()
+	u.mu.Lock()
+	if u.closed || len(u.idle[c.addr]) >= u.maxIdle {
+		u.mu.Unlock()
+		c.conn.Close()
+		return
+	}
+	u.idle[c.addr] = append(u.idle[c.addr], c)
+	u.mu.Unlock()
+}
+
+// janitor closes connections idle for longer than the idle timeout, so
+// that a backend that was replaced does not keep sockets open.
+func (u *upstream) janitor() {
+	t := time.NewTicker(u.idleTimeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case now := <-t.C:
+			u.mu.Lock()
+			for addr, list := range u.idle {
+				keep := list[:0]
+				for _, c := range list {
+					if now.Sub(c.idleAt) > u.idleTimeout {
+						c.conn.Close()
+					} else {
+						keep = append(keep, c)
+					}
+				}
+				clear(list[len(keep):])
+				if len(keep) == 0 {
+					delete(u.idle, addr)
+				} else {
+					u.idle[addr] = keep
+				}
+			}
+			u.mu.Unlock()
+		}
+	}
+}
+
+// CloseIdleConnections closes every idle connection (and the fallback's).
+func (u *upstream) CloseIdleConnections() {
+	u.mu.Lock()
+	for addr, list := range u.idle {
+		for _, c := range list {
+			c.conn.Close()
+		}
+		delete(u.idle, addr)
+	}
+	u.mu.Unlock()
+	u.fallback.CloseIdleConnections()
+}
+
+// close stops the janitor and closes idle connections; connections in use
+// close when their exchange ends.
+func (u *upstream) close() {
+	u.mu.Lock()
+	if !u.closed {
+		u.closed = true
+		close(u.stop)
+	}
+	u.mu.Unlock()
+	u.CloseIdleConnections()
+}
+
+var errBackendClosed = errors.New("backend closed the connection before answering")
+
+// roundTrip sends req on c and reads the response headers. On error the
+// connection is closed.
+func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
+	c.written = 0
+	ctx := req.Context()
+	// A cancelled request (the client went away) unblocks any read or
+	// write on the connection at once.
+	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errBackendClosed
+		}
+		return nil, err
+	}
+	if err := c.writeRequest(req); err != nil {
+		return fail(err)
+	}
+	if c.u.headerTimeout > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(c.u.headerTimeout))
+	}
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				err = errHeaderTimeout
+			}
+			return fail(err)
+		}
+		// Informational answers (100 Continue, 103 Early Hints) precede
+		// the real one; a 101 was never asked for.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return fail(errors.New("backend switched protocols without being asked to"))
+	}
+	if c.u.headerTimeout > 0 {
+		c.conn.SetReadDeadline(time.Time{})
+	}
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		// 204, 304, HEAD: the exchange is over.
+		if stop() && keep {
+			c.u.put(c)
+		} else {
+			c.conn.Close()
+		}
+		return resp, nil
+	}
+	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// reqHeaderExclude are the headers writeRequest writes itself.
+var reqHeaderExclude = map[string]bool{
+	"Host": true, "User-Agent": true, "Content-Length": true,
+	"Transfer-Encoding": true, "Trailer": true, "Connection": true,
+}
+
+// writeRequest writes req in HTTP/1.1 wire format with a single flush:
+// Request.Write sends the headers on their own first when the body is not
+// in memory (to be able to wait for a 100 Continue), one more system call
+// and TCP segment for every proxied request. It always closes the body.
+func (c *upConn) writeRequest(req *http.Request) error {
+	body := req.Body
+	hasBody := body != nil && body != http.NoBody
+	if hasBody {
+		defer body.Close()
+	}
+	bw := c.bw
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+		bw.WriteString("User-Agent: ")
+		bw.WriteString(headerValue(ua[0]))
+		bw.WriteString("\r\n")
+	}
+	if req.Close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	chunked := false
+	switch {
+	case hasBody && req.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case hasBody:
+		// Unknown length (a client request's 0 with a body is unknown too).
+		chunked = true
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	if err := req.Header.WriteSubset(bw, reqHeaderExclude); err != nil {
+		return err
+	}
+	bw.WriteString("\r\n")
+	if hasBody {
+		if chunked {
+			cw := httputil.NewChunkedWriter(bw)
+			if _, err := io.Copy(cw, body); err != nil {
+				return err
+			}
+			cw.Close()
+			bw.WriteString("\r\n")
+		} else if n, err := io.CopyN(bw, body, req.ContentLength); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("request body ended after %d of %d bytes: %w", n, req.ContentLength, io.ErrUnexpectedEOF)
+			}
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// headerValue keeps a header value on one line.
+func headerValue(v string) string {
+	if strings.ContainsAny(v, "\r\n") {
+		return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	return v
+}
+
+// errHeaderTimeout is a timeout the proxy reports as 504.
+var errHeaderTimeout error = headerTimeoutError{}
+
+type headerTimeoutError struct{}
+
+func (headerTimeoutError) Error() string   { return "timeout awaiting response headers" }
+func (headerTimeoutError) Timeout() bool   { return true }
+func (headerTimeoutError) Temporary() bool { return true }
+
+// aLongTimeAgo is a deadline in the past, which fails pending I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// upBody is a response body; read to its end on a keep-alive response, it
+// returns the connection to the pool, and closed before, it closes it.
+type upBody struct {
+	c    *upConn
+	ctx  context.Context
+	body io.ReadCloser
+	stop func() bool
+	keep bool
+	done bool
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err != nil {
+		b.finish(err == io.EOF)
+		if err != io.EOF && b.ctx.Err() != nil {
+			err = b.ctx.Err() // the deadline was the cancellation's
+		}
+	}
+	return n, err
+}
+
+func (b *upBody) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+func (b *upBody) finish(complete bool) {
+	b.done = true
+	// stop reports false when the cancellation already fired (or is
+	// firing): the connection's deadline is then in the past.
+	if b.stop() && complete && b.keep {
+		b.c.u.put(b.c)
+		return
+	}
+	b.c.conn.Close()
+}
+
+func hasPort(host string) bool {
+	i := strings.LastIndexByte(host, ':')
+	return i >= 0 && i > strings.LastIndexByte(host, ']')
+}
