@@ -27,7 +27,7 @@ import (
 // (Content-Length, chunked, close-delimited, HEAD, 1xx) is net/http's own.
 //
 // What it does not do goes to the fallback Transport: https (and so
-// HTTP/2), protocol upgrades, and Expect: 100-continue.
+// HTTP/2), protocol upgrades, Expect: 100-continue and request trailers.
 type upstream struct {
 	fallback *http.Transport
 	dialer   *net.Dialer
@@ -80,7 +80,7 @@ func (c *upConn) Write(p []byte) (int, error) {
 
 // RoundTrip implements http.RoundTripper.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || req.Header["Upgrade"] != nil || req.Header["Expect"] != nil {
+	if req.URL.Scheme != "http" || req.Header["Upgrade"] != nil || req.Header["Expect"] != nil || len(req.Trailer) > 0 {
 		return u.fallback.RoundTrip(req)
 	}
 	addr := req.URL.Host
@@ -339,8 +339,18 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
 		bw.WriteString("Content-Length: 0\r\n")
 	}
-	if err := req.Header.WriteSubset(bw, reqHeaderExclude); err != nil {
-		return err
+	// In map order: Header.Write sorts the keys, which costs more than the
+	// write itself and means nothing on the wire.
+	for k, vv := range req.Header {
+		if reqHeaderExclude[k] {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(headerValue(strings.TrimSpace(v)))
+			bw.WriteString("\r\n")
+		}
 	}
 	bw.WriteString("\r\n")
 	if hasBody {
