@@ -65,6 +65,9 @@ type Gateway struct {
 	CookieMaxAge    modelslot.Duration `yaml:"cookieMaxAge"`    // default 24h
 	ReadTimeout     modelslot.Duration `yaml:"readHeaderTimeout"`
 	DrainTimeout    modelslot.Duration `yaml:"drainTimeout"` // default 10m
+	// StdTransport sends every backend request through net/http's
+	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
+	StdTransport bool `yaml:"stdTransport"`
 }
 
 // App declares one app.

@@ -93,6 +93,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		Logger:          log.With("component", "gateway"),
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
+		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      reg,
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")

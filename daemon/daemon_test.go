@@ -246,6 +246,7 @@ func TestConfigFileDeclaresAppsAndIsStrict(t *testing.T) {
 	yaml := `
 listen: 127.0.0.1:0
 admin: 127.0.0.1:0
+gateway: {stdTransport: true}
 apps:
   - name: chat
     stickyKey: header:X-Session-Id
@@ -268,6 +269,13 @@ apps:
 	}
 	if st.Routing.Percent("staging") != 25 || st.Slots[1].Slot.Deployment.Version != "v2" {
 		t.Fatalf("declared state not applied: %+v", st)
+	}
+	if !cfg.Gateway.StdTransport {
+		t.Fatal("gateway.stdTransport not read")
+	}
+	// Through net/http's Transport, the gateway still answers.
+	if slot, _, resp := e.chat(func(r *http.Request) { r.Header.Set("X-Modelslot-App", "chat") }); slot == "" || resp.StatusCode != http.StatusOK {
+		t.Fatalf("request through the std transport: slot %q, status %d", slot, resp.StatusCode)
 	}
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"unknown field", "apps:\n  - name: a\n    slotz: []\n", "slotz"},
