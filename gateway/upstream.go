@@ -64,7 +64,6 @@ type upConn struct {
 	conn net.Conn
 	raw  syscall.RawConn // for the liveness probe; nil if unavailable
 	br   *bufio.Reader
-	bw   *bufio.Writer
 	// written counts bytes written to conn during the current request, to
 	// tell "nothing was sent" (safe to retry) from a partial request.
 	written int64
@@ -149,7 +148,6 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.br = bufio.NewReaderSize(conn, 4<<10)
-	c.bw = bufio.NewWriterSize(c, 4<<10)
 	return c, nil
 }
 
@@ -303,7 +301,14 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	if hasBody {
 		defer body.Close()
 	}
-	bw := c.bw
+	// The write buffer is only needed while the request goes out: a
+	// connection waiting for its answer (a stream) or idle holds none.
+	bw := writeBuffers.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() {
+		bw.Reset(nil)
+		writeBuffers.Put(bw)
+	}()
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -370,6 +375,8 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	}
 	return bw.Flush()
 }
+
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 // headerValue keeps a header value on one line.
 func headerValue(v string) string {
