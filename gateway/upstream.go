@@ -63,7 +63,10 @@ type upConn struct {
 	addr string
 	conn net.Conn
 	raw  syscall.RawConn // for the liveness probe; nil if unavailable
-	br   *bufio.Reader
+	// probe and probeOK are the liveness probe's callback and result.
+	probe   func(fd uintptr) bool
+	probeOK bool
+	br      *bufio.Reader
 	// written counts bytes written to conn during the current request, to
 	// tell "nothing was sent" (safe to retry) from a partial request.
 	written int64

@@ -16,19 +16,19 @@ func (c *upConn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
-	var buf [1]byte
-	ok := true
-	err := c.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-			ok = true
-		case err != nil, n == 0:
-			ok = false // reset or closed
-		default:
-			ok = false // unsolicited bytes: the connection is out of step
+	if c.probe == nil {
+		// Made once per connection: a closure per call would be an
+		// allocation per request.
+		c.probe = func(fd uintptr) bool {
+			var buf [1]byte
+			_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			// Would block: open and quiet. Anything else: closed, reset,
+			// or unsolicited bytes (the connection is out of step).
+			c.probeOK = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+			return true
 		}
-		return true
-	})
-	return ok && err == nil
+	}
+	c.probeOK = false
+	err := c.raw.Read(c.probe)
+	return c.probeOK && err == nil
 }
