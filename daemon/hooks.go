@@ -74,6 +74,9 @@ func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*c
 		Interval: d.cfg.RolloutInterval.D(),
 		// The loadtest and eval gates send requests through the gateway.
 		GatewayURL: d.GatewayURL,
+		// ... marked as the daemon's own, so that they stay out of the
+		// meters the analysis reads.
+		GatewayHeaders: http.Header{gateway.HeaderSynthetic: {d.Gateway.SyntheticKey()}},
 	})
 	if err != nil {
 		return nil, err

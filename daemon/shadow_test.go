@@ -313,11 +313,25 @@ func TestRolloutValidationGates(t *testing.T) {
 			if tc.eval == rollout.Fail && eve.CandPassRate != 0 {
 				t.Errorf("wrong candidate's pass rate %v, want 0", eve.CandPassRate)
 			}
-			// The wrong candidate never got user traffic.
+			// The wrong candidate never got user traffic, and the gates'
+			// own requests stayed out of its meter.
 			if tc.want == rollout.RolledBack {
 				a, _ := e.c.App(context.Background(), "default")
 				if len(a.Routing.Rules) != 0 || a.Slot(modelslot.Production).Deployment.Version != "v1" {
 					t.Errorf("after the rollback: rules %+v, production %s; want none and v1", a.Routing.Rules, a.Slot(modelslot.Production).Deployment.Version)
+				}
+				var metrics struct {
+					Slots []gateway.Stats `json:"slots"`
+				}
+				raw, err := e.c.Metrics(context.Background(), "default", time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				json.Unmarshal(raw, &metrics)
+				for _, s := range metrics.Slots {
+					if s.Slot == "staging" && s.Requests > 0 {
+						t.Errorf("staging's meter counted %d requests, all of them the gates'; want 0", s.Requests)
+					}
 				}
 			}
 		})

@@ -73,6 +73,7 @@ func remember(v rollout.Verdict, reason string, evidence any) (rollout.GateResul
 // names the slot, as a user pinned to it would.
 type slotClient struct {
 	app, slot string
+	headers   http.Header
 	next      http.RoundTripper
 }
 
@@ -82,6 +83,9 @@ func (c slotClient) RoundTrip(r *http.Request) (*http.Response, error) {
 	q.Set(gateway.RoutingParam, c.slot)
 	r.URL.RawQuery = q.Encode()
 	r.Header.Set("X-Modelslot-App", c.app)
+	for k, v := range c.headers {
+		r.Header[k] = v
+	}
 	return c.next.RoundTrip(r)
 }
 
@@ -105,8 +109,8 @@ func gatewayClients(in rollout.GateInput, conns int) (base, cand *http.Client, d
 	if baseline == modelslot.Production {
 		baseline = modelslot.Self
 	}
-	base = &http.Client{Transport: slotClient{app: in.App, slot: baseline, next: t}}
-	cand = &http.Client{Transport: slotClient{app: in.App, slot: candidateName(in), next: t}}
+	base = &http.Client{Transport: slotClient{app: in.App, slot: baseline, headers: in.GatewayHeaders, next: t}}
+	cand = &http.Client{Transport: slotClient{app: in.App, slot: candidateName(in), headers: in.GatewayHeaders, next: t}}
 	return base, cand, t.CloseIdleConnections, nil
 }
 

@@ -6,6 +6,9 @@ package gateway
 
 import (
 	"context"
+	crand "crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -33,6 +36,13 @@ const (
 	HeaderSlot    = "X-Modelslot-Slot"
 	HeaderVersion = "X-Modelslot-Version"
 )
+
+// HeaderSynthetic marks the daemon's own requests (the loadtest and eval
+// gates): with the gateway's key as its value, the request is served as
+// any other but left out of the slot's meter and of mirroring, so that a
+// gate's load does not enter the analysis of the users' traffic. The
+// header never reaches a backend; with a wrong value it is only dropped.
+const HeaderSynthetic = "X-Modelslot-Synthetic"
 
 // Config tunes the gateway; zero values take the defaults noted.
 type Config struct {
@@ -98,6 +108,9 @@ type Gateway struct {
 	meter     *Meter
 	cookieAge string
 	mirror    *mirrorer
+	// syntheticKey is the value of HeaderSynthetic that marks the
+	// daemon's own requests; random per process.
+	syntheticKey string
 }
 
 // New returns a gateway with no apps; Update publishes routing.
@@ -127,9 +140,16 @@ func New(cfg Config) *Gateway {
 	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
 	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
 	g.mirror = newMirrorer(g)
+	var key [16]byte
+	crand.Read(key[:])
+	g.syntheticKey = hex.EncodeToString(key[:])
 	g.snap.Store(&snapshot{apps: map[string]*appRoute{}})
 	return g
 }
+
+// SyntheticKey is the value of HeaderSynthetic that keeps a request out
+// of the meters (for the daemon's own gates; never shown to users).
+func (g *Gateway) SyntheticKey() string { return g.syntheticKey }
 
 // Meter returns the gateway's meter (a modelslot.MetricSource).
 func (g *Gateway) Meter() *Meter { return g.meter }
@@ -258,6 +278,11 @@ func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
 // ServeHTTP routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	synthetic := false
+	if v, ok := r.Header[HeaderSynthetic]; ok {
+		synthetic = len(v) == 1 && subtle.ConstantTimeCompare([]byte(v[0]), []byte(g.syntheticKey)) == 1
+		delete(r.Header, HeaderSynthetic)
+	}
 	snap := g.snap.Load()
 	app, path := snap.appFor(r)
 	if app == nil {
@@ -291,13 +316,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
 	}
 	var mirrorBody []byte
-	if slot.rewrite != nil || (app.mirror != nil && slot == app.prod) {
+	mirror := app.mirror != nil && slot == app.prod && !synthetic
+	if slot.rewrite != nil || mirror {
 		body, err := readBody(r)
 		if err != nil {
 			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
 			return
 		}
-		if app.mirror != nil && slot == app.prod && app.mirror.take() {
+		if mirror && app.mirror.take() {
 			mirrorBody = body
 		}
 		if slot.rewrite != nil {
@@ -312,7 +338,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	b := slot.backend
 	b.inflight.Add(1)
-	if g.cfg.DisableMeter && slot.rewrite == nil && mirrorBody == nil {
+	if (g.cfg.DisableMeter || synthetic) && slot.rewrite == nil && mirrorBody == nil {
 		defer b.inflight.Add(-1)
 		b.proxy.ServeHTTP(w, r)
 		return
@@ -331,7 +357,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.mirror.submit(app, r, mirrorBody, s, mw.firstBytes())
 	}
 	putMeterWriter(mw)
-	if !g.cfg.DisableMeter {
+	if !g.cfg.DisableMeter && !synthetic {
 		slot.meter.record(s)
 	}
 	if aborted {

@@ -438,3 +438,50 @@ func TestUpstreamConcurrentRequestsKeepTheirAnswers(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The daemon's own requests (gates) carry the gateway's key: they are
+// served, but stay out of the slot's meter; the header never reaches the
+// backend, and a wrong key only loses the header.
+func TestSyntheticRequestsStayOutOfTheMeter(t *testing.T) {
+	var leaked atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header[HeaderSynthetic]; ok {
+			leaked.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"usage":{"completion_tokens":1}}`)
+	}))
+	defer ts.Close()
+	g, app := benchGateway(t, Config{}, ts.URL, "")
+	url := front(t, g)
+	send := func(n int, key string) {
+		for range n {
+			req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions?"+RoutingParam+"=self", strings.NewReader(`{}`))
+			if key != "" {
+				req.Header.Set(HeaderSynthetic, key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	}
+	counted := func() int { return len(app.prod.meter.samples(time.Time{}, time.Now().Add(time.Minute))) }
+	send(5, g.SyntheticKey())
+	if n := counted(); n != 0 {
+		t.Errorf("the meter counted %d synthetic requests, want 0", n)
+	}
+	send(3, "not-the-key")
+	send(2, "")
+	if n := counted(); n != 5 {
+		t.Errorf("the meter counted %d requests, want the 5 without the key", n)
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("%s reached the backend %d times, want never", HeaderSynthetic, n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +58,9 @@ type GateInput struct {
 	// GatewayURL is the base address of the app's OpenAI-compatible
 	// gateway, for gates that send requests of their own ("" when unknown).
 	GatewayURL string
+	// GatewayHeaders go on every request a gate sends through the gateway
+	// (the key that keeps them out of the slots' meters).
+	GatewayHeaders http.Header
 	// State is what the gate returned at its previous look (nil at the
 	// first).
 	State json.RawMessage

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type ManagerConfig struct {
 	// unknown). A function, as the daemon's listener opens after the
 	// controller is built.
 	GatewayURL func() string
+	// GatewayHeaders go on every request a gate sends through the gateway.
+	GatewayHeaders http.Header
 }
 
 // Manager runs the rollouts of every app: one goroutine per active

@@ -730,7 +730,7 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 		in := GateInput{
 			App: r.app, Candidate: j.candidate, Baseline: j.baseline, From: ph.StartedAt, To: now,
 			CandidateData: candData, BaselineData: baseData,
-			Platform: r.m.cfg.Platform, Metrics: r.m.cfg.Metrics, GatewayURL: gatewayURL, State: gs.State,
+			Platform: r.m.cfg.Platform, Metrics: r.m.cfg.Metrics, GatewayURL: gatewayURL, GatewayHeaders: r.m.cfg.GatewayHeaders, State: gs.State,
 		}
 		res, err := g.gate.Evaluate(ctx, in)
 		if err != nil {
