@@ -149,18 +149,8 @@ func TestShadowNeverHurtsUsers(t *testing.T) {
 		t.Errorf("sent %d + dropped %d of 500, rule %q; want at most 500 and staging", st.Sent, st.Dropped, st.Slot)
 	}
 	// The user's slot meter counts users only: production served 500.
-	var metrics struct {
-		Slots []gateway.Stats `json:"slots"`
-	}
-	raw, err := e.c.Metrics(context.Background(), "default", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.Unmarshal(raw, &metrics)
-	for _, s := range metrics.Slots {
-		if s.Slot == "staging" && s.Requests > 0 {
-			t.Errorf("staging's slot meter counted %d shadow requests, want 0", s.Requests)
-		}
+	if n := meteredRequests(t, e, "staging"); n > 0 {
+		t.Errorf("staging's slot meter counted %d shadow requests, want 0", n)
 	}
 
 	if _, err := e.c.ClearMirror(context.Background(), "default"); err != nil {
@@ -320,22 +310,35 @@ func TestRolloutValidationGates(t *testing.T) {
 				if len(a.Routing.Rules) != 0 || a.Slot(modelslot.Production).Deployment.Version != "v1" {
 					t.Errorf("after the rollback: rules %+v, production %s; want none and v1", a.Routing.Rules, a.Slot(modelslot.Production).Deployment.Version)
 				}
-				var metrics struct {
-					Slots []gateway.Stats `json:"slots"`
-				}
-				raw, err := e.c.Metrics(context.Background(), "default", time.Hour)
-				if err != nil {
-					t.Fatal(err)
-				}
-				json.Unmarshal(raw, &metrics)
-				for _, s := range metrics.Slots {
-					if s.Slot == "staging" && s.Requests > 0 {
-						t.Errorf("staging's meter counted %d requests, all of them the gates'; want 0", s.Requests)
-					}
+				if n := meteredRequests(t, e, "staging"); n > 0 {
+					t.Errorf("staging's meter counted %d requests, all of them the gates'; want 0", n)
 				}
 			}
 		})
 	}
+}
+
+// meteredRequests is the number of requests the slot's meter counted in
+// app "default" over the last hour.
+func meteredRequests(t *testing.T, e *env, slot string) int {
+	t.Helper()
+	var metrics struct {
+		Slots []gateway.Stats `json:"slots"`
+	}
+	raw, err := e.c.Metrics(context.Background(), "default", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &metrics); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range metrics.Slots {
+		if s.Slot == slot {
+			n += s.Requests
+		}
+	}
+	return n
 }
 
 const shadowPlan = `

@@ -22,9 +22,10 @@ import (
 // a reader goroutine, it writes the request and reads the response on the
 // calling (handler) goroutine over a pool of keep-alive connections: two
 // goroutine hand-offs fewer per request, and no reader goroutine or its
-// stack per idle connection. It speaks the wire format through the
-// standard library (Request.Write, http.ReadResponse), so framing
-// (Content-Length, chunked, close-delimited, HEAD, 1xx) is net/http's own.
+// stack per idle connection. Answers are parsed by the standard library
+// (http.ReadResponse), so their framing (Content-Length, chunked,
+// close-delimited, HEAD, 1xx) is net/http's own; requests are written by
+// writeRequest in one flush.
 //
 // What it does not do goes to the fallback Transport: https (and so
 // HTTP/2), protocol upgrades, Expect: 100-continue and request trailers.
@@ -135,7 +136,8 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		list[len(list)-1] = nil
 		u.idle[addr] = list[:len(list)-1]
 		u.mu.Unlock()
-		if now.Sub(c.idleAt) > u.idleTimeout || !c.alive() {
+		// Bytes nobody asked for put the connection out of step.
+		if now.Sub(c.idleAt) > u.idleTimeout || c.br.Buffered() > 0 || !c.alive() {
 			c.conn.Close()
 			continue
 		}

@@ -4,4 +4,4 @@ package gateway
 
 // alive cannot probe the socket here; a connection closed while idle is
 // found when it is used.
-func (c *upConn) alive() bool { return c.br.Buffered() == 0 }
+func (c *upConn) alive() bool { return true }

@@ -13,9 +13,6 @@ func (c *upConn) alive() bool {
 	if c.raw == nil {
 		return true
 	}
-	if c.br.Buffered() > 0 {
-		return false // bytes nobody asked for
-	}
 	if c.probe == nil {
 		// Made once per connection: a closure per call would be an
 		// allocation per request.
