@@ -176,7 +176,7 @@ func (p *serveProc) cleanup() {
 const killPlan = `
 name: e2e-kill
 onInconclusive: fail
-analysis: {alpha: 0.02, minSamples: 40, maxErrorRate: 0.1, maxSlowerProb: 0.9, metrics: [errors, latency]}
+analysis: {alpha: 0.002, minSamples: 40, maxErrorRate: 0.1, maxSlowerProb: 0.9, metrics: [errors, latency]}
 steps:
   - traffic: 20
   - bake: {duration: 3s, max: 2m}
