@@ -169,3 +169,27 @@ func quantile(x []float64, q float64) float64 {
 	i := int(math.Ceil(q*float64(len(x)))) - 1
 	return x[min(max(i, 0), len(x)-1)]
 }
+
+// RateCS is an anytime-valid confidence sequence for a share from k of n
+// Bernoulli trials: with probability at least 1-alpha it holds the true
+// share at every n at once, however often it is computed. It is the
+// uniform-prior beta-binomial mixture (betaCS with Beta(1, 1)).
+func RateCS(k, n int, alpha float64) (lo, hi float64) {
+	return betaCS(k, n, 1, 1, alpha)
+}
+
+// MeanCS is a confidence sequence for a mean from n observations with
+// sample mean mean and sample standard deviation sd: the normal mSPRT's
+// (Johari et al. 2022) with a N(0, tau^2) mixing prior, tau the effect size
+// it is tightest for, in the data's units. sd is a plug-in estimate, so the
+// guarantee is asymptotic; callers should want a few dozen observations.
+func MeanCS(mean, sd float64, n int, tau, alpha float64) (lo, hi float64) {
+	if n < 2 || sd <= 0 {
+		if n >= 2 { // no spread at all: the mean is what it is
+			return mean, mean
+		}
+		return math.Inf(-1), math.Inf(1)
+	}
+	h := msprtHalfWidth(sd*sd/float64(n), tau, alpha)
+	return mean - h, mean + h
+}

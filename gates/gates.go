@@ -126,7 +126,8 @@ type check struct {
 	Name    string          `json:"name"`
 	Verdict rollout.Verdict `json:"verdict"`
 	Value   float64         `json:"value"`
-	// Low and High bound Value (95%) when the check has an interval.
+	// Low and High bound Value when the check has an interval (its level
+	// is in Note).
 	Low   *float64 `json:"low,omitempty"`
 	High  *float64 `json:"high,omitempty"`
 	Limit string   `json:"limit"`

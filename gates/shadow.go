@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/modelslot/modelslot/evals"
+	"github.com/modelslot/modelslot/analysis"
 	"github.com/modelslot/modelslot/gateway"
 	"github.com/modelslot/modelslot/rollout"
 )
@@ -45,15 +45,28 @@ type shadowSpec struct {
 	// over production's (geometric mean, default 0.5 and 2).
 	MinOutputRatio *float64 `yaml:"minOutputRatio"`
 	MaxOutputRatio *float64 `yaml:"maxOutputRatio"`
-	// Strict passes a check only when its 95% interval is within the
-	// limit; by default a check passes when its estimate is within the
-	// limit, and fails only when its interval is entirely beyond it.
+	// Strict passes a check only when its confidence sequence is within
+	// the limit; by default a check passes when its estimate is within the
+	// limit, and fails only when its sequence is entirely beyond it.
 	Strict bool `yaml:"strict"`
+	// Alpha bounds the chance that the gate ever fails a candidate that is
+	// within every limit, however often it looks (default: the plan's
+	// analysis.alpha, 0.01 when unset). It is split evenly among the checks.
+	Alpha *float64 `yaml:"alpha"`
 }
+
+// shadowRatioTau is the scale, in log units, of the ratio effects the
+// ratio checks' confidence sequences are tightest for (about +-20%).
+const shadowRatioTau = 0.2
+
+// shadowRatioMinPairs is the least number of pairs where both answered
+// before a ratio check decides: its sequence uses the pairs' own spread.
+const shadowRatioMinPairs = 10
 
 type shadowGate struct {
 	strict                                     bool
 	minSamples                                 int
+	alpha                                      float64
 	maxMismatch, maxLatency, maxTTFT, minExact float64
 	maxEmpty, maxJSON, minOutput, maxOutput    float64
 }
@@ -63,7 +76,16 @@ func newShadowGate(c rollout.GateConfig) (rollout.Gate, error) {
 	if err := c.Decode(&s); err != nil {
 		return nil, err
 	}
-	g := &shadowGate{minSamples: s.MinSamples, strict: s.Strict}
+	g := &shadowGate{minSamples: s.MinSamples, strict: s.Strict, alpha: c.Analysis.Alpha}
+	if s.Alpha != nil {
+		g.alpha = *s.Alpha
+		if !(g.alpha > 0 && g.alpha <= 0.5) {
+			return nil, invalid(c.Path+".alpha", "%v is not in (0, 0.5]: it bounds the chance of failing a good candidate", g.alpha)
+		}
+	}
+	if g.alpha == 0 {
+		g.alpha = analysis.DefaultAlpha
+	}
 	if g.minSamples == 0 {
 		g.minSamples = 100
 	}
@@ -197,19 +219,29 @@ func (g *shadowGate) checks(pairs []gateway.ShadowPair) []check {
 			out = append(out, logRatio(b, a, 1))
 		}
 	}
+	// Bonferroni: the gate fails when any check fails, so each check gets
+	// an equal part of alpha.
+	k := 6
+	if g.minExact > 0 {
+		k++
+	}
+	a := g.alpha / float64(k)
 	checks := []check{
-		g.rateAtMost("status_mismatch", mismatch, prod2xx, g.maxMismatch, "of production's 2xx answers got another status from the shadow"),
-		g.rateAtMost("empty_or_refused", empty, texts, g.maxEmpty, "of production's answers were empty or refused by the shadow"),
-		g.rateAtMost("json_invalid", badJSON, jsons, g.maxJSON, "of production's valid JSON answers were invalid JSON from the shadow"),
-		g.ratioWithin("latency_ratio", lat, 0, g.maxLatency),
-		g.ratioWithin("ttft_ratio", ttft, 0, g.maxTTFT),
-		g.ratioWithin("output_length_ratio", out, g.minOutput, g.maxOutput),
+		g.rateAtMost("status_mismatch", mismatch, prod2xx, g.maxMismatch, a, "of production's 2xx answers got another status from the shadow"),
+		g.rateAtMost("empty_or_refused", empty, texts, g.maxEmpty, a, "of production's answers were empty or refused by the shadow"),
+		g.rateAtMost("json_invalid", badJSON, jsons, g.maxJSON, a, "of production's valid JSON answers were invalid JSON from the shadow"),
+		g.ratioWithin("latency_ratio", lat, 0, g.maxLatency, a),
+		g.ratioWithin("ttft_ratio", ttft, 0, g.maxTTFT, a),
+		g.ratioWithin("output_length_ratio", out, g.minOutput, g.maxOutput, a),
 	}
 	if g.minExact > 0 {
-		checks = append(checks, g.rateAtLeast("exact_match", exact, comparable, g.minExact))
+		checks = append(checks, g.rateAtLeast("exact_match", exact, comparable, g.minExact, a))
 	}
 	return checks
 }
+
+// confidence names a check's confidence level: "99.8%".
+func confidence(a float64) string { return fmt.Sprintf("%.4g%%", 100*(1-a)) }
 
 func ok2xx(status int) bool { return status >= 200 && status < 300 }
 
@@ -219,22 +251,23 @@ func logRatio(a, b, floor float64) float64 {
 	return math.Log(math.Max(a, floor) / math.Max(b, floor))
 }
 
-// rateAtMost checks a share of k in n against limit with a 95% Wilson
-// interval: fail when the interval is above the limit; pass when the
-// interval (strict) or the share is at or below it.
-func (g *shadowGate) rateAtMost(name string, k, n int, limit float64, what string) check {
+// rateAtMost checks a share of k in n against limit with a confidence
+// sequence at level 1-a (analysis.RateCS), valid however often the gate
+// looks: fail when the sequence is above the limit; pass when the sequence
+// (strict) or the share is at or below it.
+func (g *shadowGate) rateAtMost(name string, k, n int, limit, a float64, what string) check {
 	c := check{Name: name, N: n, Limit: fmt.Sprintf("<= %g", limit)}
 	if n == 0 {
 		c.Verdict, c.Note = rollout.Pass, "not applicable: no such requests"
 		return c
 	}
-	ci := evals.Wilson(k, n)
-	c.Value, c.Low, c.High = float64(k)/float64(n), ptr(ci.Low), ptr(ci.High)
-	c.Note = fmt.Sprintf("%d/%d (%.1f%%, 95%% CI %.1f-%.1f%%) %s, at most %.1f%% allowed", k, n, 100*c.Value, 100*ci.Low, 100*ci.High, what, 100*limit)
+	lo, hi := analysis.RateCS(k, n, a)
+	c.Value, c.Low, c.High = float64(k)/float64(n), ptr(lo), ptr(hi)
+	c.Note = fmt.Sprintf("%d/%d (%.1f%%, %s anytime interval %.1f-%.1f%%) %s, at most %.1f%% allowed", k, n, 100*c.Value, confidence(a), 100*lo, 100*hi, what, 100*limit)
 	switch {
-	case ci.Low > limit:
+	case lo > limit:
 		c.Verdict = rollout.Fail
-	case ci.High <= limit || (!g.strict && c.Value <= limit):
+	case hi <= limit || (!g.strict && c.Value <= limit):
 		c.Verdict = rollout.Pass
 	default:
 		c.Verdict = rollout.Inconclusive
@@ -242,19 +275,19 @@ func (g *shadowGate) rateAtMost(name string, k, n int, limit float64, what strin
 	return c
 }
 
-func (g *shadowGate) rateAtLeast(name string, k, n int, limit float64) check {
+func (g *shadowGate) rateAtLeast(name string, k, n int, limit, a float64) check {
 	c := check{Name: name, N: n, Limit: fmt.Sprintf(">= %g", limit)}
 	if n == 0 {
 		c.Verdict, c.Note = rollout.Inconclusive, "no answer texts to compare yet"
 		return c
 	}
-	ci := evals.Wilson(k, n)
-	c.Value, c.Low, c.High = float64(k)/float64(n), ptr(ci.Low), ptr(ci.High)
-	c.Note = fmt.Sprintf("%d/%d answers (%.1f%%, 95%% CI %.1f-%.1f%%) equal production's, at least %.1f%% wanted", k, n, 100*c.Value, 100*ci.Low, 100*ci.High, 100*limit)
+	lo, hi := analysis.RateCS(k, n, a)
+	c.Value, c.Low, c.High = float64(k)/float64(n), ptr(lo), ptr(hi)
+	c.Note = fmt.Sprintf("%d/%d answers (%.1f%%, %s anytime interval %.1f-%.1f%%) equal production's, at least %.1f%% wanted", k, n, 100*c.Value, confidence(a), 100*lo, 100*hi, 100*limit)
 	switch {
-	case ci.High < limit:
+	case hi < limit:
 		c.Verdict = rollout.Fail
-	case ci.Low >= limit || (!g.strict && c.Value >= limit):
+	case lo >= limit || (!g.strict && c.Value >= limit):
 		c.Verdict = rollout.Pass
 	default:
 		c.Verdict = rollout.Inconclusive
@@ -263,16 +296,16 @@ func (g *shadowGate) rateAtLeast(name string, k, n int, limit float64) check {
 }
 
 // ratioWithin checks the geometric mean of paired ratios (given as logs)
-// against [lo, hi] (lo 0: no lower bound) with a 95% normal interval: fail
-// when the interval is outside; pass when the interval (strict) or the
-// estimate is inside.
-func (g *shadowGate) ratioWithin(name string, logs []float64, lo, hi float64) check {
+// against [lo, hi] (lo 0: no lower bound) with a confidence sequence at
+// level 1-a on the mean log ratio (analysis.MeanCS): fail when the sequence
+// is outside; pass when the sequence (strict) or the estimate is inside.
+func (g *shadowGate) ratioWithin(name string, logs []float64, lo, hi, a float64) check {
 	c := check{Name: name, N: len(logs), Limit: fmt.Sprintf("<= %g", hi)}
 	if lo > 0 {
 		c.Limit = fmt.Sprintf("%g..%g", lo, hi)
 	}
-	if len(logs) < 2 {
-		c.Verdict, c.Note = rollout.Inconclusive, "fewer than 2 pairs where both answered"
+	if len(logs) < shadowRatioMinPairs {
+		c.Verdict, c.Note = rollout.Inconclusive, fmt.Sprintf("%d of the %d pairs where both answered needed", len(logs), shadowRatioMinPairs)
 		return c
 	}
 	var sum, sq float64
@@ -284,9 +317,9 @@ func (g *shadowGate) ratioWithin(name string, logs []float64, lo, hi float64) ch
 	for _, x := range logs {
 		sq += (x - mean) * (x - mean)
 	}
-	half := 1.959963984540054 * math.Sqrt(sq/(n-1)/n)
-	c.Value, c.Low, c.High = math.Exp(mean), ptr(math.Exp(mean-half)), ptr(math.Exp(mean+half))
-	c.Note = fmt.Sprintf("%.3f (95%% CI %.3f-%.3f), want %s", c.Value, *c.Low, *c.High, c.Limit)
+	l, h := analysis.MeanCS(mean, math.Sqrt(sq/(n-1)), len(logs), shadowRatioTau, a)
+	c.Value, c.Low, c.High = math.Exp(mean), ptr(math.Exp(l)), ptr(math.Exp(h))
+	c.Note = fmt.Sprintf("%.3f (%s anytime interval %.3f-%.3f), want %s", c.Value, confidence(a), *c.Low, *c.High, c.Limit)
 	switch {
 	case *c.Low > hi || *c.High < lo:
 		c.Verdict = rollout.Fail
