@@ -3,10 +3,12 @@ package analysis_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/analysis"
 )
 
@@ -56,5 +58,48 @@ func TestAAFalseFailRate(t *testing.T) {
 		n, rollouts, rate, bound, float64(total)/rollouts)
 	if rate > bound {
 		t.Errorf("A/A false-fail rate %.4f > %.4f", rate, bound)
+	}
+}
+
+// TestAADriftWithinWindow: the meter returns requests in time order, and
+// the look itself (queries, a state write) slows the requests at the start
+// of the next window for both slots alike. With the candidate the majority
+// (the watch after a swap: the new production takes 90%), pairing must draw
+// the candidate's requests at random too, not take the first ones: those
+// sit in the slow start and would make an identical version look slower.
+func TestAADriftWithinWindow(t *testing.T) {
+	const rollouts, looks, perLook, share = 300, 15, 200, 0.9
+	slowStart := func(s modelslot.Series, start time.Time) modelslot.Series {
+		for i := range s.Samples {
+			if s.Samples[i].Time.Sub(start) < 100*time.Millisecond {
+				s.Samples[i].TTFT = s.Samples[i].TTFT * 3 / 2
+				s.Samples[i].Latency = s.Samples[i].Latency * 3 / 2
+			}
+		}
+		slices.SortFunc(s.Samples, func(a, b modelslot.Sample) int { return a.Time.Compare(b.Time) })
+		return s
+	}
+	n := 0
+	for i := range rollouts {
+		j, err := analysis.NewJudge(analysis.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		for l := range looks {
+			start := t0.Add(time.Duration(l) * time.Second)
+			c, b := window(rng, start, time.Second, perLook, share, prod, prod)
+			j.Observe(slowStart(c, start), slowStart(b, start))
+			if j.Result().Verdict == analysis.Fail {
+				n++
+				break
+			}
+		}
+	}
+	rate := float64(n) / rollouts
+	bound := 0.01 + 3*math.Sqrt(0.01*0.99/rollouts)
+	t.Logf("A/A with a slow start in every window, candidate at 90%%: %d of %d rollouts ever failed (bound %.4f)", n, rollouts, bound)
+	if rate > bound {
+		t.Errorf("false-fail rate %.4f > %.4f", rate, bound)
 	}
 }

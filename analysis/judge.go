@@ -213,9 +213,13 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	}
 	sort.Slice(keys, func(a, b int) bool { return keys[a] < keys[b] })
 
-	// Pairing: each successful candidate request with a random successful
-	// production request of the same bucket, each used once; the production
-	// requests left over estimate production's p95 for the tail check.
+	// Pairing: a random successful candidate request with a random
+	// successful production request of the same bucket, each used once; the
+	// production requests left over estimate production's p95 for the tail
+	// check. Both sides are drawn at random: the samples come in time order,
+	// and when the candidate is the larger side (the watch after a swap),
+	// taking its first requests would compare the start of the window (where
+	// the previous look's own work slows everyone) with the whole of it.
 	type pair struct{ c, b int32 }
 	var pairs []pair
 	var rest []float64
@@ -223,6 +227,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		c := counts[k]
 		j.st.Errors.add(c.nc, c.ec, c.nb, c.eb)
 		g := groups[k]
+		rng.Shuffle(len(g.c), func(x, y int) { g.c[x], g.c[y] = g.c[y], g.c[x] })
 		rng.Shuffle(len(g.b), func(x, y int) { g.b[x], g.b[y] = g.b[y], g.b[x] })
 		m := min(len(g.c), len(g.b))
 		for i := range m {

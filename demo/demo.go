@@ -392,13 +392,18 @@ func (d *demo) rollout(ctx context.Context, version string, goBad func()) (*roll
 		if ro, err = d.c.Rollout(ctx, ro.ID); err != nil {
 			return nil, err
 		}
-		if step := fmt.Sprintf("%d", ro.Step); step != lastStep && ro.State.Active() && ro.Step < len(ro.Plan.Steps) {
-			d.say("Rollout step %d/%d: %s (staging has %g%% of traffic)", ro.Step+1, len(ro.Plan.Steps), ro.Plan.Steps[ro.Step].Kind(), ro.Traffic)
-			lastStep = step
-		}
 		for ; seen < len(ro.Verdicts); seen++ {
 			v := ro.Verdicts[seen]
-			d.detail("verdict: %s -> %s. %s", v.Verdict, v.Decision, v.Reason)
+			d.detail("step %d verdict: %s -> %s. %s", v.Step+1, v.Verdict, v.Decision, v.Reason)
+		}
+		if step := fmt.Sprintf("%d", ro.Step); step != lastStep && ro.State.Active() && ro.Step < len(ro.Plan.Steps) {
+			kind := ro.Plan.Steps[ro.Step].Kind()
+			if ro.Swapped {
+				d.say("Rollout step %d/%d: %s (%s is in production; the previous version keeps %g%% in staging as the baseline)", ro.Step+1, len(ro.Plan.Steps), kind, version, ro.Traffic)
+			} else {
+				d.say("Rollout step %d/%d: %s (staging has %g%% of traffic)", ro.Step+1, len(ro.Plan.Steps), kind, ro.Traffic)
+			}
+			lastStep = step
 		}
 		if goBad != nil && !wentBad && ro.Step == 1 && ro.Current != nil && ro.Current.Phase != nil {
 			goBad()
