@@ -234,15 +234,42 @@ func DecodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// Actor names who made a request, for the event log.
-func Actor(r *http.Request) string {
-	if a := r.Header.Get("X-Modelslot-Actor"); a != "" {
-		if len(a) > 64 {
-			a = a[:64]
-		}
-		return a
+// ActorCookie holds the name a dashboard user gave at login, so that the
+// event log says who acted ("dashboard:alice"). It is attribution, not
+// authentication: whoever has the admin token may act under any name.
+const ActorCookie = "modelslot_actor"
+
+// ValidActorName reports whether name can be a dashboard user's name: 1 to
+// 40 letters, digits and . _ @ -.
+func ValidActorName(name string) bool {
+	if len(name) == 0 || len(name) > 40 {
+		return false
 	}
-	return "api"
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._@-", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Actor names who made a request, for the event log: the X-Modelslot-Actor
+// header (the CLI sends "cli:<user>"), "dashboard:<name>" for the dashboard
+// of a user who gave a name at login, and "api" otherwise.
+func Actor(r *http.Request) string {
+	a := r.Header.Get("X-Modelslot-Actor")
+	if a == "dashboard" {
+		if c, err := r.Cookie(ActorCookie); err == nil && ValidActorName(c.Value) {
+			a += ":" + c.Value
+		}
+	}
+	if a == "" {
+		return "api"
+	}
+	if len(a) > 64 {
+		a = a[:64]
+	}
+	return a
 }
 
 func (s *Server) guard(app string) error {

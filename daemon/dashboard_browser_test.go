@@ -148,7 +148,7 @@ func TestDashboardBrowser(t *testing.T) {
 	// Without a session the dashboard sends us to the login form.
 	run("open the dashboard", chromedp.Navigate(e.d.AdminURL()+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
 	run("wrong token", chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token"), chromedp.Click(chromedp.CSS("#login-submit")), chromedp.WaitVisible(chromedp.CSS("#login-error")))
-	run("log in", chromedp.SendKeys(chromedp.CSS("#token"), e.d.Token), chromedp.Click(chromedp.CSS("#login-submit")), chromedp.WaitVisible(chromedp.CSS(".split-text")))
+	run("log in", chromedp.SendKeys(chromedp.CSS("#token"), e.d.Token), chromedp.SendKeys(chromedp.CSS("#name"), "alice"), chromedp.Click(chromedp.CSS("#login-submit")), chromedp.WaitVisible(chromedp.CSS(".split-text")))
 
 	split := text(".split-text")
 	for _, want := range []string{"production 90%", "staging 10%"} {
@@ -192,10 +192,10 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	found := false
 	for _, ev := range evs {
-		found = found || (ev.Type == "traffic.set" && ev.Actor == "dashboard")
+		found = found || (ev.Type == "traffic.set" && ev.Actor == "dashboard:alice")
 	}
 	if !found {
-		t.Errorf("no traffic.set event by actor dashboard among %d events", len(evs))
+		t.Errorf("no traffic.set event by actor dashboard:alice among %d events", len(evs))
 	}
 	until("the split to update by itself", `document.querySelector('#sec-slots .split-text').textContent.includes('staging 20%')`, 10*time.Second)
 
@@ -216,8 +216,8 @@ func TestDashboardBrowser(t *testing.T) {
 		got, err = e.c.Rollout(context.Background(), ro.ID)
 		return err == nil && got.State == rollout.Aborted
 	})
-	if a := got.Overrides[len(got.Overrides)-1].Actor; a != "dashboard" {
-		t.Errorf("the abort was recorded by %q, want dashboard", a)
+	if a := got.Overrides[len(got.Overrides)-1].Actor; a != "dashboard:alice" {
+		t.Errorf("the abort was recorded by %q, want dashboard:alice", a)
 	}
 	until("the past rollouts to list it", `(document.getElementById('sec-history')?.textContent || '').includes('`+ro.ID+`')`, 15*time.Second)
 

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/modelslot/modelslot"
@@ -150,7 +151,18 @@ func (d *Dashboard) doLogin(w http.ResponseWriter, r *http.Request) {
 		d.renderLogin(w, http.StatusUnauthorized, "That is not the admin token. Copy it from admin.token in the daemon's data directory.")
 		return
 	}
-	http.SetCookie(w, d.cookie(r, d.cfg.Token, int(d.cfg.SessionMaxAge/time.Second)))
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if name != "" && !api.ValidActorName(name) {
+		d.renderLogin(w, http.StatusBadRequest, "A name is 1 to 40 letters, digits and . _ @ - (no spaces), e.g. alice or a.smith@example.com.")
+		return
+	}
+	maxAge := int(d.cfg.SessionMaxAge / time.Second)
+	http.SetCookie(w, d.cookie(r, api.SessionCookie, d.cfg.Token, maxAge))
+	if name != "" {
+		http.SetCookie(w, d.cookie(r, api.ActorCookie, name, maxAge))
+	} else {
+		http.SetCookie(w, d.cookie(r, api.ActorCookie, "", -1))
+	}
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
@@ -159,13 +171,14 @@ func (d *Dashboard) doLogout(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, modelslot.Errorf(modelslot.EFORBIDDEN, "logout from another site refused"))
 		return
 	}
-	http.SetCookie(w, d.cookie(r, "", -1))
+	http.SetCookie(w, d.cookie(r, api.SessionCookie, "", -1))
+	http.SetCookie(w, d.cookie(r, api.ActorCookie, "", -1))
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-func (d *Dashboard) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
+func (d *Dashboard) cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name: api.SessionCookie, Value: value, Path: "/", MaxAge: maxAge,
+		Name: name, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	}
 }

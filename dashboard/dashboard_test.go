@@ -271,3 +271,63 @@ func TestDashboardSessionInJar(t *testing.T) {
 		t.Fatalf("GET /api/v1/apps with the session cookie: %d", resp.StatusCode)
 	}
 }
+
+// A name given at login goes into the event log with every action taken
+// from the dashboard; a bad name is refused with the rule and no session.
+func TestDashboardLoginNameIsTheActor(t *testing.T) {
+	d := startDaemon(t)
+	form := func(name string) string { return url.Values{"token": {d.Token}, "name": {name}}.Encode() }
+	hdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": d.AdminURL()}
+	for _, bad := range []string{"alice smith", "<script>", strings.Repeat("a", 41), "ålice"} {
+		resp := do(t, http.MethodPost, d.AdminURL()+"/ui/login", form(bad), hdr)
+		if resp.StatusCode != http.StatusBadRequest || sessionCookie(t, resp) != nil {
+			t.Errorf("name %q: status %d, session %v; want 400 and no session", bad, resp.StatusCode, sessionCookie(t, resp))
+		}
+	}
+
+	for _, tc := range []struct{ name, actor string }{{"alice@example.com", "dashboard:alice@example.com"}, {"", "dashboard"}} {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar}
+		resp, err := c.PostForm(d.AdminURL()+"/ui/login", url.Values{"token": {d.Token}, "name": {tc.name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		req, _ := http.NewRequest(http.MethodPut, d.AdminURL()+"/api/v1/apps/default/traffic", strings.NewReader(`{"rules":[]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", d.AdminURL())
+		req.Header.Set("X-Modelslot-CSRF", "1")
+		req.Header.Set("X-Modelslot-Actor", "dashboard") // what app.js sends
+		resp, err = c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("name %q: set traffic: %d", tc.name, resp.StatusCode)
+		}
+		resp, err = c.Get(d.AdminURL() + "/api/v1/apps/default/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs struct {
+			Events []struct {
+				Type, Actor string
+			} `json:"events"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&evs)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := ""
+		for _, ev := range evs.Events {
+			if ev.Type == "traffic.set" {
+				last = ev.Actor
+			}
+		}
+		if last != tc.actor {
+			t.Errorf("name %q: the last traffic.set was by %q, want %q", tc.name, last, tc.actor)
+		}
+	}
+}
