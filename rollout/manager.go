@@ -369,6 +369,14 @@ func (m *Manager) command(ctx context.Context, app string, c command) (*Rollout,
 	case rep := <-c.reply:
 		return rep.r, rep.err
 	case <-r.done:
+		// A command that ends the rollout (promote to the end, abort)
+		// replies and then finishes: both are ready, and select picks
+		// either. The reply wins.
+		select {
+		case rep := <-c.reply:
+			return rep.r, rep.err
+		default:
+		}
 		return nil, modelslot.Errorf(modelslot.EUNAVAILABLE, "rollout %s stopped before applying %s", r.id, c.op)
 	case <-ctx.Done():
 		return nil, ctx.Err()
