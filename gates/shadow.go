@@ -50,8 +50,9 @@ type shadowSpec struct {
 	// limit, and fails only when its sequence is entirely beyond it.
 	Strict bool `yaml:"strict"`
 	// Alpha bounds the chance that the gate ever fails a candidate that is
-	// within every limit, however often it looks (default: the plan's
-	// analysis.alpha, 0.01 when unset). It is split evenly among the checks.
+	// within every limit, however often it looks (default: its share of
+	// the plan's analysis.alpha, docs/ROLLOUTS.md). It is split evenly
+	// among the checks.
 	Alpha *float64 `yaml:"alpha"`
 }
 

@@ -261,11 +261,18 @@ func (g *metricsGate) Evaluate(ctx context.Context, in GateInput) (GateResult, e
 		j.Observe(in.CandidateData, in.BaselineData)
 	}
 	res := j.Result()
-	ev, err := json.Marshal(res)
+	ev, err := json.Marshal(metricsEvidence{Result: res, Alpha: g.cfg.Alpha})
 	if err != nil {
 		return GateResult{}, err
 	}
 	return GateResult{Verdict: Verdict(res.Verdict), Reason: res.Reason, Evidence: ev, State: j.State()}, nil
+}
+
+// metricsEvidence is the judge's result and the gate's share of the plan's
+// alpha (the judge splits it further among its checks).
+type metricsEvidence struct {
+	analysis.Result
+	Alpha float64 `json:"alpha"`
 }
 
 func emptySeries(s modelslot.Series) bool { return len(s.Samples) == 0 && len(s.Buckets) == 0 }

@@ -8,12 +8,14 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/analysis"
 	"gopkg.in/yaml.v3"
 )
 
@@ -71,6 +73,9 @@ type Plan struct {
 	// gates that judge every bake, watch and ramp level.
 	Analysis Analysis `json:"analysis" yaml:"analysis"`
 	Steps    []Step   `json:"steps" yaml:"steps"`
+	// GateAlpha is the share of analysis.alpha each gate gets in each
+	// judged phase (computed: see judgedUses).
+	GateAlpha float64 `json:"gateAlpha" yaml:"-"`
 
 	source string
 }
@@ -344,6 +349,11 @@ func (p *Plan) build() error {
 	if p.Analysis.Gates == nil {
 		p.Analysis.Gates = &[]GateSpec{{Kind: KindMetrics, Spec: map[string]any{}}}
 	}
+	budget := p.Analysis.Alpha
+	if budget == 0 {
+		budget = analysis.DefaultAlpha
+	}
+	p.GateAlpha = budget / float64(max(p.judgedUses(), 1))
 	if err := p.buildGates(*p.Analysis.Gates, "analysis.gates"); err != nil {
 		return err
 	}
@@ -387,6 +397,47 @@ func (p *Plan) build() error {
 		}
 	}
 	return nil
+}
+
+// judgedUses counts the uses of gates in a rollout of the plan: every gate
+// of analysis.gates and of the step, in every bake, watch and ramp level.
+// analysis.alpha bounds the chance that the whole rollout ever fails a
+// candidate no worse than production, so each use gets an equal share of
+// it (Bonferroni): a plan that judges three phases with one gate each gives
+// each alpha/3. A ramp counts the most levels it can take, from min to max
+// (its first level moves from a share only known at run time). Steps are
+// validated later: this pass only counts.
+func (p *Plan) judgedUses() int {
+	planGates := 0
+	if p.Analysis.Gates != nil {
+		planGates = len(*p.Analysis.Gates)
+	}
+	uses := 0
+	for _, s := range p.Steps {
+		switch {
+		case s.Bake != nil:
+			uses += planGates + len(s.Bake.Gates)
+		case s.Watch != nil:
+			uses += planGates + len(s.Watch.Gates)
+		case s.RampUp != nil:
+			levels := 1
+			r := s.RampUp
+			if r.ChangeStep != 0 && !math.IsNaN(r.ChangeStep) {
+				lo, hi := 0.0, 100.0
+				if r.Min != nil {
+					lo = *r.Min
+				}
+				if r.Max != nil {
+					hi = *r.Max
+				}
+				if n := math.Ceil((hi-lo)/math.Abs(r.ChangeStep)) + 1; n > 1 && n <= 1000 {
+					levels = int(n)
+				}
+			}
+			uses += levels * (planGates + len(r.Gates))
+		}
+	}
+	return uses
 }
 
 func (p *Plan) buildBake(b *Bake, path string) error {
@@ -463,7 +514,9 @@ func (p *Plan) buildGates(specs []GateSpec, path string) error {
 		if node == nil {
 			node = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		}
-		gate, err := f(GateConfig{Kind: g.Kind, Path: gp, Node: node, Analysis: p.Analysis})
+		a := p.Analysis
+		a.Alpha = p.GateAlpha
+		gate, err := f(GateConfig{Kind: g.Kind, Path: gp, Node: node, Analysis: a})
 		if err != nil {
 			if modelslot.ErrorCode(err) == modelslot.EINVALID {
 				return err

@@ -1,6 +1,9 @@
 package rollout_test
 
 import (
+	"context"
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +126,67 @@ func TestExamplePlansParse(t *testing.T) {
 				t.Errorf("%s: %v", f, err)
 			}
 		})
+	}
+}
+
+// probedAlpha records the alpha each alphaprobe gate was built with, by its
+// path in the plan.
+var probedAlpha = map[string]float64{}
+
+func init() {
+	rollout.RegisterGate("alphaprobe", func(c rollout.GateConfig) (rollout.Gate, error) {
+		probedAlpha[c.Path] = c.Analysis.Alpha
+		return &staticGate{Verdict: "pass"}, nil
+	})
+}
+
+// analysis.alpha bounds the whole rollout's chance of failing a candidate no
+// worse than production: every use of a gate in a judged phase (a bake, a
+// watch, each ramp level) gets an equal share, and the metrics gate judges
+// with its share and shows it in its evidence.
+func TestPlanAlphaIsSplitAmongJudgedPhases(t *testing.T) {
+	cases := []struct {
+		name, plan string
+		want       float64
+		probe      string
+	}{
+		{"three judged phases", `
+analysis: {alpha: 0.03, gates: [{kind: alphaprobe}]}
+steps: [{traffic: 10}, {bake: {duration: 1m}}, {traffic: 50}, {bake: {duration: 1m}}, {swap: {}}, {watch: {duration: 1m}}]`,
+			0.01, "analysis.gates[0]"},
+		{"a step gate besides the plan's", `
+analysis: {alpha: 0.02}
+steps: [{bake: {duration: 1m, gates: [{kind: alphaprobe}]}}]`,
+			0.01, "steps[0].bake.gates[0]"},
+		{"no plan gates", `
+analysis: {gates: []}
+steps: [{bake: {duration: 1m, gates: [{kind: alphaprobe}]}}]`,
+			0.01, "steps[0].bake.gates[0]"},
+		{"a ramp counts its most levels", `
+analysis: {gates: [{kind: alphaprobe}]}
+steps: [{rampUp: {changeStep: 10, interval: 1m, min: 0, max: 50}}, {bake: {duration: 1m}}]`,
+			0.01 / 7, "analysis.gates[0]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustPlan(t, tc.plan)
+			if math.Abs(p.GateAlpha-tc.want) > 1e-12 {
+				t.Errorf("gateAlpha %g, want %g", p.GateAlpha, tc.want)
+			}
+			if got := probedAlpha[tc.probe]; math.Abs(got-tc.want) > 1e-12 {
+				t.Errorf("gate %s built with alpha %g, want %g", tc.probe, got, tc.want)
+			}
+		})
+	}
+
+	// The metrics gate judges with its share.
+	p := mustPlan(t, "analysis: {alpha: 0.02}\nsteps: [{bake: {duration: 1m}}, {bake: {duration: 1m}}]")
+	res, err := (*p.Analysis.Gates)[0].Gate().Evaluate(context.Background(), rollout.GateInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev struct{ Alpha float64 }
+	if err := json.Unmarshal(res.Evidence, &ev); err != nil || ev.Alpha != 0.01 {
+		t.Errorf("metrics evidence %s: alpha %g, want 0.01 (%v)", res.Evidence, ev.Alpha, err)
 	}
 }
