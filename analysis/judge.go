@@ -240,6 +240,17 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	coin := func() bool { return rng.IntN(2) == 1 }
 	if len(rest) >= tailMinReference {
 		j.st.Tail.Threshold = quantile(rest, 0.95)
+	} else if j.st.Tail.Next > 0 {
+		j.st.Tail.Threshold = j.st.Tail.Next
+	}
+	var all []float64
+	for _, s := range base {
+		if !s.IsError() {
+			all = append(all, s.Latency.Seconds())
+		}
+	}
+	if len(all) >= tailMinReference {
+		j.st.Tail.Next = quantile(all, 0.95)
 	}
 	for _, p := range pairs {
 		c, b := cand[p.c], base[p.b]

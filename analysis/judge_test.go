@@ -374,3 +374,21 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Error("restore of garbage: got no error")
 	}
 }
+
+// In the watch after a swap the candidate is the larger side, so every
+// production request of a look is in a pair and none is left to estimate
+// production's p95 in the same look. The tail check must still work there:
+// a fatter tail fails, identical versions pass it.
+func TestTailCheckWhenTheCandidateIsTheMajority(t *testing.T) {
+	base := slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.3}
+	fat := base
+	fat.latSigma = 0.6
+	r, _ := run(t, analysis.Config{}, 11, 20, 500, 0.9, fat, base)
+	if c := check(t, r, "tail_latency:p95"); c.Verdict != analysis.Fail {
+		t.Errorf("fatter tail with the candidate at 90%%: %s: %s", c.Verdict, c.Reason)
+	}
+	r, failed := run(t, analysis.Config{}, 7, 20, 500, 0.9, base, base)
+	if c := check(t, r, "tail_latency:p95"); failed || c.Verdict != analysis.Pass {
+		t.Errorf("identical versions with the candidate at 90%%: %s (failed at some look: %v): %s", c.Verdict, failed, c.Reason)
+	}
+}

@@ -63,14 +63,22 @@ func (j *Judge) slowerCheck(metric string, p pairState, enough bool) (Check, boo
 
 // Tail growth (Kayenta#780: same median, fatter tail). For each pair, both
 // requests are compared with a threshold T, production's p95 estimated from
-// production requests that are not in any pair of the same look (or an
-// earlier look). Given T, the two requests are still exchangeable under the
+// production requests that are not in any pair of the same look, or, when
+// there are too few of those, from all of the previous look's production
+// requests. Given T, the two requests are still exchangeable under the
 // null, so among discordant pairs (exactly one above T) the candidate is the
 // one above with probability exactly 1/2: a sign test (McNemar), with the same
 // one-sided mixture as above. The effect is the ratio of the candidate's rate
 // above T to production's, estimated by the odds theta/(1-theta) of the
 // discordant share theta.
 type tailState struct {
+	// Next is production's p95 over all of the previous look's successful
+	// requests: the threshold when a look leaves fewer than
+	// tailMinReference production requests out of its pairs (always, when
+	// the candidate is the larger side, as in the watch after a swap). It
+	// depends only on earlier looks, so the current pairs stay
+	// exchangeable given it.
+	Next      float64 `json:"next,omitempty"`
 	Pairs     int     `json:"pairs"`
 	CandAbove int     `json:"candAbove"`
 	BaseAbove int     `json:"baseAbove"`
