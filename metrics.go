@@ -30,6 +30,17 @@ type Sample struct {
 // failing its users.
 func (s Sample) IsError() bool { return s.Status == 0 || s.Status >= 500 || s.Status == 429 }
 
+// Failed reports whether the request failed its user: every IsError, and
+// every other 4xx but 499 (the client left). This is what the rollout
+// analysis counts as an error. A 4xx is often the client's own fault, but
+// then it comes as often from production as from the candidate; a
+// deployment that answers 401 (a wrong provider key), 404 (a wrong model
+// id) or 400 (a system prompt that overflows the context) where production
+// answers 200 must fail its rollout, not pass as a fast answer.
+func (s Sample) Failed() bool {
+	return s.IsError() || (s.Status >= 400 && s.Status < 500 && s.Status != 499)
+}
+
 // TokensPerSecond is the output rate after the first token (streams), or
 // over the whole request when the tokens arrived together (a non-streaming
 // answer, whose first byte is also nearly its last); 0 without tokens.

@@ -26,3 +26,17 @@ func TestTokensPerSecond(t *testing.T) {
 		})
 	}
 }
+
+func TestSampleFailed(t *testing.T) {
+	for status, want := range map[int]bool{
+		0: true, 200: false, 204: false, 301: false, 400: true, 401: true, 403: true, 404: true,
+		413: true, 429: true, 499: false, 500: true, 502: true, 503: true, 504: true,
+	} {
+		if got := (modelslot.Sample{Status: status}).Failed(); got != want {
+			t.Errorf("status %d: Failed() = %v, want %v", status, got, want)
+		}
+	}
+	if (modelslot.Sample{Status: 401}).IsError() {
+		t.Error("a 401 is not a server error (IsError), only a failed request")
+	}
+}

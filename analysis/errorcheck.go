@@ -169,7 +169,11 @@ func pct(a, n int64) string {
 	if n == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2g%%", 100*float64(a)/float64(n))
+	v := 100 * float64(a) / float64(n)
+	if v >= 10 {
+		return fmt.Sprintf("%.0f%%", v) // 2 significant digits would print 100 as 1e+02
+	}
+	return fmt.Sprintf("%.2g%%", v)
 }
 
 // num prints a statistic compactly.

@@ -192,7 +192,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	for i, s := range cand {
 		c, g := get(key(s.Time))
 		c.nc++
-		if s.IsError() {
+		if s.Failed() {
 			c.ec++
 		} else {
 			g.c = append(g.c, int32(i))
@@ -201,7 +201,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	for i, s := range base {
 		c, g := get(key(s.Time))
 		c.nb++
-		if s.IsError() {
+		if s.Failed() {
 			c.eb++
 		} else {
 			g.b = append(g.b, int32(i))
@@ -245,7 +245,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	}
 	var all []float64
 	for _, s := range base {
-		if !s.IsError() {
+		if !s.Failed() {
 			all = append(all, s.Latency.Seconds())
 		}
 	}
@@ -266,7 +266,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	// Tokens per second and SLOs: successful requests only (failures are
 	// the errors check's business).
 	for _, s := range cand {
-		if s.IsError() {
+		if s.Failed() {
 			continue
 		}
 		if v := s.TokensPerSecond(); v > 0 {
@@ -293,7 +293,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		}
 	}
 	for _, s := range base {
-		if v := s.TokensPerSecond(); v > 0 && !s.IsError() {
+		if v := s.TokensPerSecond(); v > 0 && !s.Failed() {
 			j.st.Tokens.Base.add(v)
 		}
 	}
@@ -354,7 +354,7 @@ func (j *Judge) observeBuckets(cand, base modelslot.Series) {
 		for _, x := range s.Samples {
 			a := get(key(x.Time))
 			a.req++
-			if x.IsError() {
+			if x.Failed() {
 				a.err++
 				continue
 			}

@@ -461,6 +461,44 @@ func TestProviderMoveThroughRollout(t *testing.T) {
 	}
 }
 
+// TestProviderMoveWithAWrongKeyRollsBack: the new provider's key is wrong,
+// so it answers every request 401. Its warm-up accepts the 401 of its model
+// list (it carries no key), so the swap machinery alone would let it
+// through; the rollout's gates must count the 401s as failures and roll it
+// back before it reaches production, not pair them as fast answers.
+func TestProviderMoveWithAWrongKeyRollsBack(t *testing.T) {
+	cfgSim := func(model string) sim.Config {
+		return sim.Config{Model: model, Tokens: 4, TTFT: 2 * time.Millisecond, Jitter: 0.5}
+	}
+	_, urlA := newUpstream(t, cfgSim("meta-llama/Llama-3.1-8B-Instruct"), "", nil)
+	b, urlB := newUpstream(t, cfgSim("gpt-4o-mini"), "/openai", func(r *http.Request) bool {
+		return r.Header.Get("Api-Key") == "the-right-key"
+	})
+	cfg := exampleConfig(t, "provider-move", map[string]string{
+		"http://127.0.0.1:9001/v1":                       urlA + "/v1",
+		"https://my-resource.openai.azure.com/openai/v1": urlB + "/openai/v1",
+	})
+	secrets := map[string]string{"SELF_HOSTED_AUTH": "Bearer k", "AZURE_OPENAI_API_KEY": "a-wrong-key"}
+	e := startDaemonOpts(t, daemon.Options{Config: cfg, Getenv: func(k string) string { return secrets[k] }})
+	l := startLoad(t, e.d.GatewayURL(), plainWorker("a"), plainWorker("b"), plainWorker("c"))
+	defer l.stop()
+	ro, err := e.c.StartRollout(context.Background(), "default", "staging", readPlan(t, filepath.Join("provider-move", "plan.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRollout(t, e.c, ro.ID, "the rollout to end", 60*time.Second, func(r *rollout.Rollout) bool { return !r.State.Active() })
+	if done.State != rollout.RolledBack || done.Swapped {
+		t.Fatalf("a provider that refuses every request: rollout %s (swapped %v), want rolled back before the swap:\n%s", done.State, done.Swapped, done.Describe())
+	}
+	if !strings.Contains(done.Reason, "errors") {
+		t.Errorf("the rollback does not name the errors check: %s", done.Reason)
+	}
+	if b.rejections("/v1/chat/completions") == 0 {
+		t.Errorf("the new provider refused nothing: the test did not test anything")
+	}
+	t.Log(done.Reason)
+}
+
 // TestVersionRevisionsHistoryAndRedeploy checks, through the API, that a
 // revision is derived from the content, shown by status and the version
 // header, recorded in the slot's history; that identical content is a

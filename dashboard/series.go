@@ -132,7 +132,7 @@ func bucketize(samples []modelslot.Sample, from, now time.Time, n int) SlotSerie
 		var lat, ttft []float64
 		revs := map[string]int{}
 		for _, s := range b {
-			if s.IsError() {
+			if s.Failed() {
 				errs++
 			}
 			lat = append(lat, float64(s.Latency)/1e6)

@@ -203,7 +203,7 @@ func summarise(app, slot, rev string, window time.Duration, ss []modelslot.Sampl
 		default:
 			st.ByClass[string(rune('0'+s.Status/100))+"xx"]++
 		}
-		if s.IsError() {
+		if s.Failed() {
 			errs++
 		}
 		lat = append(lat, float64(s.Latency)/1e6)
