@@ -245,8 +245,9 @@ type meterWriter struct {
 	status     int
 	stream     bool
 	ttft       time.Duration
-	events     int // content events seen in a stream
-	usage      int // completion_tokens from a usage object, -1 when absent
+	events     int  // content events seen in a stream
+	streamErr  bool // an error event came in a 200 stream
+	usage      int  // completion_tokens from a usage object, -1 when absent
 	tail       [32]byte
 	tailN      int
 	rw         *rewriter
@@ -332,8 +333,18 @@ func (mw *meterWriter) scanStream(p []byte) {
 			if mw.ttft == 0 {
 				mw.ttft = time.Since(mw.start)
 			}
+		} else if isErrorEvent(ev) {
+			mw.streamErr = true
 		}
 	}
+}
+
+var tokError = []byte(`{"error"`)
+
+// isErrorEvent reports whether an event is an error object, as OpenAI and
+// vLLM send when a stream fails after its 200 (`data: {"error": {...}}`).
+func isErrorEvent(ev []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(ev, " "), tokError)
 }
 
 // hasContent reports whether an event carries a non-empty content or text
@@ -409,6 +420,10 @@ func (mw *meterWriter) sample(revision string) modelslot.Sample {
 		s.OutputTokens = mw.usage
 	default:
 		s.OutputTokens = mw.events
+	}
+	if mw.streamErr && s.Status < 300 {
+		// The stream said it failed: the user got an error, not an answer.
+		s.Status = 0
 	}
 	if s.TTFT == 0 && s.Status >= 200 && s.Status < 300 {
 		s.TTFT = s.Latency
