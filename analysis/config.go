@@ -24,10 +24,11 @@ const (
 	MetricTTFT         = "ttft"
 	MetricTokensPerSec = "tokens_per_sec"
 	MetricTailLatency  = "tail_latency"
+	MetricOutputTokens = "output_tokens"
 )
 
 // allMetrics is the default set and the order of the checks in a Result.
-var allMetrics = []string{MetricErrors, MetricLatency, MetricTTFT, MetricTokensPerSec, MetricTailLatency}
+var allMetrics = []string{MetricErrors, MetricLatency, MetricTTFT, MetricTokensPerSec, MetricTailLatency, MetricOutputTokens}
 
 // Config is the policy of one gate. Zero values take the defaults listed on
 // each field (see withDefaults).
@@ -55,12 +56,19 @@ type Config struct {
 	// mean tokens per second. In (0, 1). Default 0.8. With bucket-only data its
 	// inverse is also the largest acceptable ratio of mean latency and TTFT.
 	MinTokensRatio float64 `json:"minTokensRatio,omitempty"`
+	// MinOutputRatio and MaxOutputRatio bound the candidate/production
+	// ratio of mean output tokens per answer: the output_tokens check fails
+	// when its confidence sequence lies entirely outside [min, max] (a
+	// max_tokens or stop setting that cuts answers short, a prompt that
+	// makes them ramble) and passes when it lies inside. Defaults 0.5 and 2.
+	MinOutputRatio float64 `json:"minOutputRatio,omitempty"`
+	MaxOutputRatio float64 `json:"maxOutputRatio,omitempty"`
 	// SLO are absolute limits on candidate quantiles.
 	SLO []SLO `json:"slo,omitempty"`
 	// Metrics selects the comparisons. Empty means all of errors, latency,
-	// ttft, tokens_per_sec and tail_latency, each judged only when it has
-	// data; a metric named here explicitly and without data keeps the gate
-	// inconclusive.
+	// ttft, tokens_per_sec, tail_latency and output_tokens, each judged only
+	// when it has data; a metric named here explicitly and without data
+	// keeps the gate inconclusive.
 	Metrics []string `json:"metrics,omitempty"`
 }
 
@@ -80,6 +88,8 @@ const (
 	DefaultMaxErrorRate   = 0.02
 	DefaultMaxSlowerProb  = 0.6
 	DefaultMinTokensRatio = 0.8
+	DefaultMinOutputRatio = 0.5
+	DefaultMaxOutputRatio = 2.0
 	// TailMaxRatio is the largest acceptable ratio of the candidate's rate of
 	// requests above production's p95 to production's own (the pass bound of
 	// the tail_latency check).
@@ -104,6 +114,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinTokensRatio == 0 {
 		c.MinTokensRatio = DefaultMinTokensRatio
+	}
+	if c.MinOutputRatio == 0 {
+		c.MinOutputRatio = DefaultMinOutputRatio
+	}
+	if c.MaxOutputRatio == 0 {
+		c.MaxOutputRatio = DefaultMaxOutputRatio
 	}
 	return c
 }
@@ -132,6 +148,12 @@ func (c Config) validate() error {
 	if !finite(c.MinTokensRatio) || c.MinTokensRatio <= 0 || c.MinTokensRatio >= 1 {
 		return bad("MinTokensRatio", "%g is not in (0, 1)", c.MinTokensRatio)
 	}
+	if !finite(c.MinOutputRatio) || c.MinOutputRatio <= 0 || c.MinOutputRatio >= 1 {
+		return bad("MinOutputRatio", "%g is not in (0, 1)", c.MinOutputRatio)
+	}
+	if !finite(c.MaxOutputRatio) || c.MaxOutputRatio <= 1 {
+		return bad("MaxOutputRatio", "%g must be > 1", c.MaxOutputRatio)
+	}
 	seen := map[string]bool{}
 	for i, m := range c.Metrics {
 		known := false
@@ -139,7 +161,7 @@ func (c Config) validate() error {
 			known = known || a == m
 		}
 		if !known {
-			return bad(fmt.Sprintf("Metrics[%d]", i), "unknown metric %q (want one of errors, latency, ttft, tokens_per_sec, tail_latency)", m)
+			return bad(fmt.Sprintf("Metrics[%d]", i), "unknown metric %q (want one of errors, latency, ttft, tokens_per_sec, tail_latency, output_tokens)", m)
 		}
 		if seen[m] {
 			return bad(fmt.Sprintf("Metrics[%d]", i), "metric %q listed twice", m)

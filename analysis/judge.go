@@ -80,6 +80,7 @@ type judgeState struct {
 	TTFT              pairState             `json:"ttft"`
 	Tail              tailState             `json:"tail"`
 	Tokens            meanState             `json:"tokens"`
+	Output            meanState             `json:"output"`
 	BucketLatency     diffState             `json:"bucketLatency"`
 	BucketTTFT        diffState             `json:"bucketTTFT"`
 	BucketTokens      diffState             `json:"bucketTokens"`
@@ -272,6 +273,9 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		if v := s.TokensPerSecond(); v > 0 {
 			j.st.Tokens.Cand.add(v)
 		}
+		if s.OutputTokens > 0 {
+			j.st.Output.Cand.add(float64(s.OutputTokens))
+		}
 		for i, slo := range j.cfg.SLO {
 			v := s.Latency
 			if slo.Metric == MetricTTFT {
@@ -296,8 +300,12 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		if v := s.TokensPerSecond(); v > 0 && !s.Failed() {
 			j.st.Tokens.Base.add(v)
 		}
+		if s.OutputTokens > 0 && !s.Failed() {
+			j.st.Output.Base.add(float64(s.OutputTokens))
+		}
 	}
 	j.st.Tokens.freezeTau()
+	j.st.Output.freezeTau()
 }
 
 // agg is one slot's aggregate over one bucket.
@@ -470,6 +478,10 @@ func (j *Judge) Result() Result {
 			}
 		case MetricTailLatency:
 			addCheck(j.tailCheck(enough))
+		case MetricOutputTokens:
+			t := j.st.Output.test()
+			t.metric, t.unit = MetricOutputTokens, "tokens per answer"
+			addCheck(j.bandCheck(t, enough), t.nc > 0 && t.nb > 0)
 		}
 	}
 	for i := range j.cfg.SLO {

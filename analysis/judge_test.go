@@ -49,7 +49,7 @@ func TestIdenticalVersionsPass(t *testing.T) {
 		model slotModel
 		want  []string
 	}{
-		{"llm", prod, []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency:p95"}},
+		{"llm", prod, []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency:p95", "output_tokens"}},
 		{"latency only", slotModel{errRate: 0.001, latMedian: time.Second, latSigma: 0.4}, []string{"errors", "latency", "tail_latency:p95"}},
 	}
 	for _, tt := range tests {
@@ -105,8 +105,8 @@ func TestRegressionsFail(t *testing.T) {
 			if c.Verdict != analysis.Fail {
 				t.Errorf("%s: got %s, want fail: %s", tt.metric, c.Verdict, c.Reason)
 			}
-			if c.EValue < 500 && !strings.HasPrefix(tt.metric, "slo") {
-				t.Errorf("%s: e-value %g below 1/(alpha/5) = 500", tt.metric, c.EValue)
+			if c.EValue < 600 && !strings.HasPrefix(tt.metric, "slo") {
+				t.Errorf("%s: e-value %g below 1/(alpha/6) = 600", tt.metric, c.EValue)
 			}
 			if !strings.Contains(r.Reason, "1/alpha") {
 				t.Errorf("reason does not show the e-value against 1/alpha: %s", r.Reason)
@@ -390,5 +390,75 @@ func TestTailCheckWhenTheCandidateIsTheMajority(t *testing.T) {
 	r, failed := run(t, analysis.Config{}, 7, 20, 500, 0.9, base, base)
 	if c := check(t, r, "tail_latency:p95"); failed || c.Verdict != analysis.Pass {
 		t.Errorf("identical versions with the candidate at 90%%: %s (failed at some look: %v): %s", c.Verdict, failed, c.Reason)
+	}
+}
+
+// A deployment whose max_tokens or stop setting cuts answers short is fast
+// and error-free: only the output length shows it. The output_tokens check
+// fails answers surely shorter than half or longer than twice production's,
+// and passes a modest change.
+func TestOutputTokensBand(t *testing.T) {
+	cut := prod
+	cut.maxTokens = 8
+	long := prod
+	long.outScale = 3
+	mild := prod
+	mild.outScale = 1.2
+	for _, tc := range []struct {
+		name    string
+		cand    slotModel
+		verdict analysis.Verdict
+		word    string
+	}{
+		{"cut at 8 tokens", cut, analysis.Fail, "shorter"},
+		{"three times longer", long, analysis.Fail, "longer"},
+		{"20% longer", mild, analysis.Pass, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := run(t, analysis.Config{}, 5, 20, 500, 0.1, tc.cand, prod)
+			c := check(t, r, "output_tokens")
+			if c.Verdict != tc.verdict || !strings.Contains(c.Reason, tc.word) {
+				t.Errorf("got %s, want %s (%q): %s", c.Verdict, tc.verdict, tc.word, c.Reason)
+			}
+			t.Log(c.Reason)
+		})
+	}
+	if _, err := analysis.NewJudge(analysis.Config{MaxOutputRatio: 0.9}); err == nil || !strings.Contains(err.Error(), "MaxOutputRatio") {
+		t.Errorf("MaxOutputRatio 0.9: %v", err)
+	}
+	if _, err := analysis.NewJudge(analysis.Config{MinOutputRatio: 1.5}); err == nil || !strings.Contains(err.Error(), "MinOutputRatio") {
+		t.Errorf("MinOutputRatio 1.5: %v", err)
+	}
+}
+
+// Servers that always answer the same number of tokens leave no spread: the
+// ratio is then known exactly, and the check decides on it instead of
+// waiting forever for a variance.
+func TestOutputTokensWithoutSpread(t *testing.T) {
+	for _, tc := range []struct {
+		cand, base int
+		want       analysis.Verdict
+	}{{16, 16, analysis.Pass}, {4, 16, analysis.Fail}} {
+		j, err := analysis.NewJudge(analysis.Config{Metrics: []string{"output_tokens"}, MinSamples: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c, b modelslot.Series
+		for i := range 400 {
+			at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+			s := modelslot.Sample{Time: at, Status: 200, Latency: time.Second, TTFT: time.Second}
+			if i%4 == 0 {
+				s.OutputTokens = tc.cand
+				c.Samples = append(c.Samples, s)
+			} else {
+				s.OutputTokens = tc.base
+				b.Samples = append(b.Samples, s)
+			}
+		}
+		c.Complete, b.Complete = true, true
+		j.Observe(c, b)
+		if r := j.Result(); r.Verdict != tc.want {
+			t.Errorf("%d vs %d tokens: %s, want %s: %s", tc.cand, tc.base, r.Verdict, tc.want, r.Reason)
+		}
 	}
 }

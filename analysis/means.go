@@ -109,6 +109,60 @@ func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
 	return ch
 }
 
+// bandCheck judges a ratio of means that may move either way, within
+// [MinOutputRatio, MaxOutputRatio]: fail when the ratio's confidence
+// sequence (the mSPRT's, divided by production's mean) lies entirely
+// outside the band, pass when it lies inside. Under "the true ratio is in
+// the band", the sequence ever missing it, and so a fail, has probability
+// at most alpha/k.
+func (j *Judge) bandCheck(t meanTest, enough bool) Check {
+	lo, hi := j.cfg.MinOutputRatio, j.cfg.MaxOutputRatio
+	ch := Check{Metric: t.metric, CandidateN: t.nc, BaselineN: t.nb, EValue: 1, Threshold: hi, Verdict: Inconclusive}
+	if t.meanB > 0 {
+		ch.Effect = t.meanC / t.meanB
+	}
+	desc := fmt.Sprintf("%s: mean %.4g %s (candidate, n=%d) vs %.4g (production, n=%d), ratio %.3g",
+		t.metric, t.meanC, t.unit, t.nc, t.meanB, t.nb, ch.Effect)
+	if !t.ready || t.meanB <= 0 {
+		ch.Reason = desc + "; too few samples for the mSPRT yet"
+		return ch
+	}
+	// No spread on either side (a server that always answers the same
+	// number of tokens): the ratio is what it is.
+	hw := 0.0
+	if t.v > 0 && t.tau > 0 {
+		hw = msprtHalfWidth(t.v, t.tau, j.alphaK)
+	}
+	ch.Lower, ch.Upper = max((t.meanC-hw)/t.meanB, 0), (t.meanC+hw)/t.meanB
+	// The e-value against the nearer edge of the band, for the record.
+	edge := hi
+	if t.meanC < t.meanB {
+		edge = lo
+	}
+	if hw > 0 {
+		ch.EValue = expClamp(msprtLogL(t.meanC-edge*t.meanB, t.v, t.tau))
+	}
+	desc += fmt.Sprintf(" (between %.3g and %.3g)", ch.Lower, ch.Upper)
+	switch {
+	case ch.Lower > hi || ch.Upper < lo:
+		ch.Verdict = Fail
+		word := "longer"
+		if ch.Upper < lo {
+			word = "shorter"
+		}
+		ch.Reason = fmt.Sprintf("%s; outside %g..%g at 1-alpha = %.4g: the candidate's answers are %s", desc, lo, hi, 1-j.alphaK, word)
+	case enough && ch.Lower >= lo && ch.Upper <= hi:
+		ch.Verdict = Pass
+		ch.Reason = fmt.Sprintf("%s; within %g..%g", desc, lo, hi)
+	default:
+		ch.Reason = fmt.Sprintf("%s; pass needs the bounds within %g..%g", desc, lo, hi)
+		if !enough {
+			ch.Reason += j.needMore()
+		}
+	}
+	return ch
+}
+
 func (m meanState) test() meanTest {
 	return meanTest{
 		metric: MetricTokensPerSec, nc: int(m.Cand.N), nb: int(m.Base.N),

@@ -21,7 +21,7 @@ type PowerConfig struct {
 	RequestsPerLook int     // total requests between looks (one look a minute) [1000]
 	MaxLooks        int     // looks before a rollout gives up [120]
 	AALooks         int     // looks of the A/A comparison [20]
-	Alpha           float64 // the gate's alpha [0.01]; the judge gives each of its 5 default checks Alpha/5
+	Alpha           float64 // the gate's alpha [0.01]; the judge gives each of its default checks Alpha/len(allMetrics)
 }
 
 func (c PowerConfig) withDefaults() PowerConfig {
@@ -86,7 +86,7 @@ const (
 type method int
 
 const (
-	methodJudge  method = iota // this package, Alpha/5 per check
+	methodJudge  method = iota // this package, Alpha/k per check, k the default checks
 	methodJudge1               // this package with a single check at Alpha
 	methodNaive                // fixed-window test at Alpha, repeated at every look
 	methodBonf                 // fixed-window test at Alpha/MaxLooks at every look
@@ -99,7 +99,7 @@ func (m method) name(kind string, looks int) string {
 	}
 	switch m {
 	case methodJudge:
-		return "this judge (e-process, alpha/5 per check)"
+		return fmt.Sprintf("this judge (e-process, alpha/%d per check)", len(allMetrics))
 	case methodJudge1:
 		return "this judge, this check only (alpha)"
 	case methodNaive:
@@ -185,7 +185,7 @@ func scale(n int, share float64) int {
 // first fail verdict.
 func simulate(cfg PowerConfig, kind string, m method, share, effect float64, looks int, seed uint64) (int, bool) {
 	rng := rand.New(rand.NewPCG(seed, 0x706f776572))
-	jcfg := Config{Alpha: cfg.Alpha / 5, Metrics: []string{kind}}
+	jcfg := Config{Alpha: cfg.Alpha / float64(len(allMetrics)), Metrics: []string{kind}}
 	if m == methodJudge1 {
 		jcfg.Alpha = cfg.Alpha
 	}
@@ -331,7 +331,7 @@ func (r PowerReport) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	c := r.Config
 	fmt.Fprintf(&b, "Simulation: %d requests a minute, one look a minute, at most %d looks; production has 1%% errors and a lognormal TTFT (median 400 ms, log-sd 0.5). ", c.RequestsPerLook, c.MaxLooks)
-	fmt.Fprintf(&b, "The gate's alpha is %g; the judge runs with the default five checks, so each gets alpha/5 = %g (the rows judge one metric at that level). Seed %d.\n\n", c.Alpha, c.Alpha/5, c.Seed)
+	fmt.Fprintf(&b, "The gate's alpha is %g; the judge runs with the default %d checks, so each gets alpha/%d = %.4g (the rows judge one metric at that level). Seed %d.\n\n", c.Alpha, len(allMetrics), len(allMetrics), c.Alpha/float64(len(allMetrics)), c.Seed)
 	fmt.Fprintf(&b, "## Requests until a fail verdict (%d rollouts per row)\n\n", c.Rollouts)
 	b.WriteString("| regression | traffic | method | failed | median candidate req. | p90 candidate req. | median total req. | p90 total req. |\n|---|---|---|---|---|---|---|---|\n")
 	cell := func(n int) string {

@@ -16,6 +16,8 @@ type slotModel struct {
 	tps        float64 // mean tokens per second; 0: latency-only samples
 	latMedian  time.Duration
 	latSigma   float64 // for latency-only samples
+	maxTokens  int     // cuts every answer at this many tokens (0: no cut)
+	outScale   float64 // multiplies the answers' lengths (0: 1)
 }
 
 var prod = slotModel{errRate: 0.01, ttftMedian: 400 * time.Millisecond, ttftSigma: 0.5, tps: 50}
@@ -31,6 +33,12 @@ func (m slotModel) sample(rng *rand.Rand, t time.Time) modelslot.Sample {
 	}
 	s.TTFT = time.Duration(float64(m.ttftMedian) * math.Exp(m.ttftSigma*rng.NormFloat64()))
 	s.OutputTokens = 50 + rng.IntN(200)
+	if m.outScale > 0 {
+		s.OutputTokens = int(float64(s.OutputTokens) * m.outScale)
+	}
+	if m.maxTokens > 0 {
+		s.OutputTokens = min(s.OutputTokens, m.maxTokens)
+	}
 	tps := max(m.tps*(1+0.2*rng.NormFloat64()), 1)
 	s.Latency = s.TTFT + time.Duration(float64(s.OutputTokens-1)/tps*float64(time.Second))
 	return s

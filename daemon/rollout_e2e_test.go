@@ -1012,3 +1012,43 @@ steps:
 		}
 	}
 }
+
+// TestRolloutOfAnswersCutShortRollsBack: the candidate is the same model
+// server, deployed with a max_tokens override of 1 (a typo for 1000). It
+// is faster than production and never fails, so only the length of its
+// answers shows the harm: the output_tokens check must roll it back.
+func TestRolloutOfAnswersCutShortRollsBack(t *testing.T) {
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "127.0.0.1:0"
+	cfg.RolloutInterval = modelslot.Duration(rolloutInterval)
+	e := startDaemonWith(t, cfg)
+	_, u := startSim(t, simConfig("v1"))
+	e.deploy("production", u, "v1")
+	ctx := context.Background()
+	if _, err := e.c.CreateSlot(ctx, "default", "staging"); err != nil && modelslot.ErrorCode(err) != modelslot.ECONFLICT {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Deploy(ctx, "default", "staging", modelslot.DeployRequest{Deployment: modelslot.Deployment{
+		URL: u, Version: "v1-cut", Overrides: map[string]any{"max_tokens": 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(t, e.d.GatewayURL(), plainWorker("a"), plainWorker("b"), plainWorker("c"))
+	defer l.stop()
+	// The smoke test's plan, judging output length besides errors and latency.
+	plan := strings.Replace(readPlan(t, "plan-smoke-test.yaml"), "metrics: [errors, latency]", "metrics: [errors, latency, output_tokens]", 1)
+	if !strings.Contains(plan, "output_tokens") {
+		t.Fatal("examples/plan-smoke-test.yaml no longer lists metrics: [errors, latency]")
+	}
+	ro, err := e.c.StartRollout(ctx, "default", "staging", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRollout(t, e.c, ro.ID, "the rollout to end", 60*time.Second, func(r *rollout.Rollout) bool { return !r.State.Active() })
+	if done.State != rollout.RolledBack || done.Swapped || !strings.Contains(done.Reason, "output_tokens") {
+		t.Fatalf("answers cut at 1 token: rollout %s (swapped %v), want rolled back by output_tokens:\n%s", done.State, done.Swapped, done.Describe())
+	}
+	t.Log(done.Reason)
+}

@@ -368,7 +368,7 @@ analysis:
   maxErrorRate: 0.05
   maxErrorRatio: 3
   maxSlowerProb: 0.7
-  metrics: [errors, ttft, latency]
+  metrics: [errors, ttft, latency, output_tokens]
 steps:
   - traffic: 10
   - bake: {duration: 10s, max: 60s}
@@ -381,7 +381,7 @@ steps:
 // rollout runs the demo plan for the version in staging; goBad, when set,
 // runs once the first bake has begun.
 func (d *demo) rollout(ctx context.Context, version string, goBad func()) (*rollout.Rollout, error) {
-	d.say("Starting a gated rollout of %s from staging (plan: 10%% -> bake -> 50%% -> bake -> swap -> watch; every second the gates compare errors, TTFT and latency with production using anytime-valid tests)", version)
+	d.say("Starting a gated rollout of %s from staging (plan: 10%% -> bake -> 50%% -> bake -> swap -> watch; every second the gates compare errors, TTFT, latency and answer length with production using anytime-valid tests)", version)
 	ro, err := d.c.StartRollout(ctx, "default", "staging", demoPlan)
 	if err != nil {
 		return nil, err

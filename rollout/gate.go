@@ -196,6 +196,8 @@ type metricsSpec struct {
 	MaxErrorRate   *float64 `yaml:"maxErrorRate"`
 	MaxSlowerProb  *float64 `yaml:"maxSlowerProb"`
 	MinTokensRatio *float64 `yaml:"minTokensRatio"`
+	MinOutputRatio *float64 `yaml:"minOutputRatio"`
+	MaxOutputRatio *float64 `yaml:"maxOutputRatio"`
 	Metrics        []string `yaml:"metrics"`
 	SLO            []SLO    `yaml:"slo"`
 }
@@ -219,6 +221,8 @@ func newMetricsGate(c GateConfig) (Gate, error) {
 	setF(&a.MaxErrorRate, s.MaxErrorRate)
 	setF(&a.MaxSlowerProb, s.MaxSlowerProb)
 	setF(&a.MinTokensRatio, s.MinTokensRatio)
+	setF(&a.MinOutputRatio, s.MinOutputRatio)
+	setF(&a.MaxOutputRatio, s.MaxOutputRatio)
 	if s.MinSamples != nil {
 		a.MinSamples = *s.MinSamples
 	}
@@ -234,6 +238,7 @@ func newMetricsGate(c GateConfig) (Gate, error) {
 	cfg := analysis.Config{
 		Alpha: a.Alpha, MinSamples: a.MinSamples, MaxErrorRatio: a.MaxErrorRatio, MaxErrorRate: a.MaxErrorRate,
 		MaxSlowerProb: a.MaxSlowerProb, MinTokensRatio: a.MinTokensRatio, Metrics: a.Metrics,
+		MinOutputRatio: a.MinOutputRatio, MaxOutputRatio: a.MaxOutputRatio,
 	}
 	for _, slo := range a.SLO {
 		cfg.SLO = append(cfg.SLO, analysis.SLO{Metric: slo.Metric, Quantile: slo.Quantile, Max: slo.Max.D()})

@@ -56,7 +56,7 @@ const (
 var stepKinds = []string{KindTraffic, KindBake, KindPause, KindSwap, KindWatch, KindRampUp}
 
 // Analysis metrics a metrics gate can compare.
-var analysisMetrics = []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency"}
+var analysisMetrics = []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency", "output_tokens"}
 
 // Plan is a parsed, validated rollout plan. docs/ROLLOUTS.md is its
 // reference. Build one with ParsePlan: a Plan keeps its YAML source, which
@@ -90,6 +90,8 @@ type Analysis struct {
 	MaxErrorRate   float64  `json:"maxErrorRate,omitempty" yaml:"maxErrorRate"`
 	MaxSlowerProb  float64  `json:"maxSlowerProb,omitempty" yaml:"maxSlowerProb"`
 	MinTokensRatio float64  `json:"minTokensRatio,omitempty" yaml:"minTokensRatio"`
+	MinOutputRatio float64  `json:"minOutputRatio,omitempty" yaml:"minOutputRatio"`
+	MaxOutputRatio float64  `json:"maxOutputRatio,omitempty" yaml:"maxOutputRatio"`
 	Metrics        []string `json:"metrics,omitempty" yaml:"metrics"`
 	SLO            []SLO    `json:"slo,omitempty" yaml:"slo"`
 	// Gates judge every bake, watch and ramp level, before the step's own
@@ -546,6 +548,12 @@ func (a *Analysis) validate(path string) error {
 	}
 	if a.MinTokensRatio != 0 && (a.MinTokensRatio <= 0 || a.MinTokensRatio >= 1) {
 		return fieldError(join(path, "minTokensRatio"), "%g is not in (0, 1)", a.MinTokensRatio)
+	}
+	if a.MinOutputRatio != 0 && (a.MinOutputRatio <= 0 || a.MinOutputRatio >= 1) {
+		return fieldError(join(path, "minOutputRatio"), "%g is not in (0, 1)", a.MinOutputRatio)
+	}
+	if a.MaxOutputRatio != 0 && a.MaxOutputRatio <= 1 {
+		return fieldError(join(path, "maxOutputRatio"), "%g must be above 1", a.MaxOutputRatio)
 	}
 	seen := map[string]bool{}
 	for i, m := range a.Metrics {
