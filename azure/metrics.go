@@ -86,7 +86,7 @@ func (m *MetricSource) ResourceID(slot string) string {
 }
 
 // Series returns one bucket per minute of [q.From, q.To) (From rounded down
-// to the minute): Requests, Errors (Http5xx) and MeanLatency
+// to the minute): Requests, Errors (Http5xx + Http4xx) and MeanLatency
 // (HttpResponseTime's average).
 func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Series, error) {
 	if q.App != m.cfg.App {
@@ -121,8 +121,8 @@ func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (mod
 	}
 
 	type point struct {
-		requests, errors *float64
-		latency          *float64
+		requests, errors, clientErrors *float64
+		latency                        *float64
 	}
 	points := map[time.Time]*point{}
 	at := func(t time.Time) *point {
@@ -152,6 +152,8 @@ func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (mod
 					at(*v.TimeStamp).requests = v.Total
 				case metricHttp5xx:
 					at(*v.TimeStamp).errors = v.Total
+				case metricHttp4xx:
+					at(*v.TimeStamp).clientErrors = v.Total
 				case metricResponseTime:
 					at(*v.TimeStamp).latency = v.Average
 				}
@@ -169,9 +171,16 @@ func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (mod
 			continue
 		}
 		b := modelslot.Bucket{Start: t, Grain: metricGrain, Requests: int64(*p.requests + 0.5)}
-		if p.errors != nil {
-			b.Errors = int64(*p.errors + 0.5)
+		// Errors are failed requests as the gateway counts them
+		// (modelslot.Sample.Failed): 5xx and 4xx, so that a slot whose new
+		// key or model id is refused (401, 404) fails its rollout.
+		var errs float64
+		for _, e := range []*float64{p.errors, p.clientErrors} {
+			if e != nil {
+				errs += *e
+			}
 		}
+		b.Errors = int64(errs + 0.5)
 		if p.latency != nil {
 			b.MeanLatency = time.Duration(*p.latency * float64(time.Second))
 		}

@@ -38,8 +38,8 @@ func TestMetricSeries(t *testing.T) {
 		t.Fatalf("buckets = %d, want 5", len(s.Buckets))
 	}
 	b := s.Buckets[2]
-	if !b.Start.Equal(base.Add(2*time.Minute)) || b.Grain != time.Minute || b.Requests != 100 || b.Errors != 2 || b.MeanLatency != 250*time.Millisecond {
-		t.Errorf("bucket 2 = %+v, want 11:52, 100 requests, 2 errors, 250ms", b)
+	if !b.Start.Equal(base.Add(2*time.Minute)) || b.Grain != time.Minute || b.Requests != 100 || b.Errors != 2+3 || b.MeanLatency != 250*time.Millisecond {
+		t.Errorf("bucket 2 = %+v, want 11:52, 100 requests, 5 errors (2 Http5xx + 3 Http4xx), 250ms", b)
 	}
 	req, ok := site.LastRequest(http.MethodGet, "/providers/Microsoft.Insights/metrics")
 	if !ok {
