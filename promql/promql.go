@@ -77,7 +77,7 @@ func VLLMQueries() map[string]string {
 	sel := `app="{{.App}}",slot="{{.Slot}}"`
 	return map[string]string{
 		Requests:     `sum(increase(http_requests_total{` + sel + `,handler=~"/v1/.*"}[{{.Window}}]))`,
-		Errors:       `sum(increase(http_requests_total{` + sel + `,handler=~"/v1/.*",status=~"5..|5xx|429"}[{{.Window}}]))`,
+		Errors:       `sum(increase(http_requests_total{` + sel + `,handler=~"/v1/.*",status=~"4..|5..|4xx|5xx",status!="499"}[{{.Window}}]))`,
 		LatencyMean:  `sum(increase(vllm:e2e_request_latency_seconds_sum{` + sel + `}[{{.Window}}])) / sum(increase(vllm:e2e_request_latency_seconds_count{` + sel + `}[{{.Window}}]))`,
 		TTFTMean:     `sum(increase(vllm:time_to_first_token_seconds_sum{` + sel + `}[{{.Window}}])) / sum(increase(vllm:time_to_first_token_seconds_count{` + sel + `}[{{.Window}}]))`,
 		TokensPerSec: `sum(increase(vllm:time_per_output_token_seconds_count{` + sel + `}[{{.Window}}])) / sum(increase(vllm:time_per_output_token_seconds_sum{` + sel + `}[{{.Window}}]))`,
