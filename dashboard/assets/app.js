@@ -395,6 +395,7 @@ const EFFECT = {
   ttft: 'probability the candidate has a slower first token',
   tokens_per_sec: 'ratio of tokens/s candidate / production',
   tail_latency: 'ratio of tail rates candidate / production',
+  output_tokens: 'ratio of mean answer lengths candidate / production',
 };
 
 function evidence(gate) {
