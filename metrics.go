@@ -21,6 +21,9 @@ type Sample struct {
 	TTFT time.Duration `json:"ttft"`
 	// OutputTokens from usage, else the number of streamed content events.
 	OutputTokens int `json:"outputTokens"`
+	// TokensCounted: OutputTokens is a count, not a missing value (it came
+	// from usage or from a stream's events), so 0 means an empty answer.
+	TokensCounted bool `json:"tokensCounted,omitempty"`
 	// Revision is the deployment revision that served the request.
 	Revision string `json:"revision,omitempty"`
 }

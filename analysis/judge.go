@@ -273,7 +273,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		if v := s.TokensPerSecond(); v > 0 {
 			j.st.Tokens.Cand.add(v)
 		}
-		if s.OutputTokens > 0 {
+		if s.OutputTokens > 0 || s.TokensCounted {
 			j.st.Output.Cand.add(float64(s.OutputTokens))
 		}
 		for i, slo := range j.cfg.SLO {
@@ -300,7 +300,7 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		if v := s.TokensPerSecond(); v > 0 && !s.Failed() {
 			j.st.Tokens.Base.add(v)
 		}
-		if s.OutputTokens > 0 && !s.Failed() {
+		if (s.OutputTokens > 0 || s.TokensCounted) && !s.Failed() {
 			j.st.Output.Base.add(float64(s.OutputTokens))
 		}
 	}

@@ -433,12 +433,15 @@ func TestOutputTokensBand(t *testing.T) {
 
 // Servers that always answer the same number of tokens leave no spread: the
 // ratio is then known exactly, and the check decides on it instead of
-// waiting forever for a variance.
+// waiting forever for a variance. Empty answers (a counted 0) are the
+// shortest of all; an unknown count (a non-streamed answer without usage)
+// is no data.
 func TestOutputTokensWithoutSpread(t *testing.T) {
 	for _, tc := range []struct {
 		cand, base int
+		uncounted  bool // the candidate's zeros are unknown counts, not empty answers
 		want       analysis.Verdict
-	}{{16, 16, analysis.Pass}, {4, 16, analysis.Fail}} {
+	}{{16, 16, false, analysis.Pass}, {4, 16, false, analysis.Fail}, {0, 16, false, analysis.Fail}, {0, 16, true, analysis.Inconclusive}} {
 		j, err := analysis.NewJudge(analysis.Config{Metrics: []string{"output_tokens"}, MinSamples: 50})
 		if err != nil {
 			t.Fatal(err)
@@ -446,9 +449,9 @@ func TestOutputTokensWithoutSpread(t *testing.T) {
 		var c, b modelslot.Series
 		for i := range 400 {
 			at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
-			s := modelslot.Sample{Time: at, Status: 200, Latency: time.Second, TTFT: time.Second}
+			s := modelslot.Sample{Time: at, Status: 200, Latency: time.Second, TTFT: time.Second, TokensCounted: true}
 			if i%4 == 0 {
-				s.OutputTokens = tc.cand
+				s.OutputTokens, s.TokensCounted = tc.cand, !tc.uncounted
 				c.Samples = append(c.Samples, s)
 			} else {
 				s.OutputTokens = tc.base
@@ -458,7 +461,7 @@ func TestOutputTokensWithoutSpread(t *testing.T) {
 		c.Complete, b.Complete = true, true
 		j.Observe(c, b)
 		if r := j.Result(); r.Verdict != tc.want {
-			t.Errorf("%d vs %d tokens: %s, want %s: %s", tc.cand, tc.base, r.Verdict, tc.want, r.Reason)
+			t.Errorf("%d (uncounted %v) vs %d tokens: %s, want %s: %s", tc.cand, tc.uncounted, tc.base, r.Verdict, tc.want, r.Reason)
 		}
 	}
 }

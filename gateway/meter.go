@@ -286,6 +286,7 @@ func (mw *meterWriter) WriteHeader(code int) {
 var (
 	tokContent = []byte(`"content":"`)
 	tokText    = []byte(`"text":"`)
+	tokArgs    = []byte(`"arguments":"`) // a streamed tool call's tokens
 	tokUsage   = []byte(`"completion_tokens":`)
 	tokData    = []byte("data:")
 )
@@ -347,10 +348,11 @@ func isErrorEvent(ev []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(ev, " "), tokError)
 }
 
-// hasContent reports whether an event carries a non-empty content or text
-// delta (a role-only first chunk does not count as a token).
+// hasContent reports whether an event carries a non-empty content, text or
+// tool-call arguments delta (a role-only first chunk does not count as a
+// token).
 func hasContent(ev []byte) bool {
-	for _, tok := range [...][]byte{tokContent, tokText} {
+	for _, tok := range [...][]byte{tokContent, tokText, tokArgs} {
 		if i := bytes.Index(ev, tok); i >= 0 && i+len(tok) < len(ev) && ev[i+len(tok)] != '"' {
 			return true
 		}
@@ -421,6 +423,7 @@ func (mw *meterWriter) sample(revision string) modelslot.Sample {
 	default:
 		s.OutputTokens = mw.events
 	}
+	s.TokensCounted = mw.usage >= 0 || mw.stream
 	if mw.streamErr && s.Status < 300 {
 		// The stream said it failed: the user got an error, not an answer.
 		s.Status = 0

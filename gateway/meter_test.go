@@ -43,14 +43,7 @@ func TestMeterCountsErrorEventsInStreams(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("status %d", code)
 			}
-			var samples []modelslot.Sample
-			for _, slot := range []string{modelslot.Production, "staging"} {
-				sr, err := g.Meter().Series(context.Background(), modelslot.MetricQuery{App: "default", Slot: slot, From: from, To: time.Now().Add(time.Second)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				samples = append(samples, sr.Samples...)
-			}
+			samples := meterSamples(t, g, from)
 			if len(samples) != 1 {
 				t.Fatalf("%d samples, want 1", len(samples))
 			}
@@ -58,5 +51,63 @@ func TestMeterCountsErrorEventsInStreams(t *testing.T) {
 				t.Errorf("sample %+v: failed %v, want %v (events %s)", samples[0], got, tc.failed, strings.Join(tc.events, " | "))
 			}
 		})
+	}
+}
+
+// The meter counts a stream's output tokens, tool-call arguments included,
+// and says whether a 0 is a count (an empty answer) or unknown (a
+// non-streamed answer without usage).
+func TestMeterCountsOutputTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ct      string
+		body    string
+		tokens  int
+		counted bool
+	}{
+		{"stream", "text/event-stream", "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n", 2, true},
+		{"tool-call stream", "text/event-stream", "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"x\\\"\"}}]}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\":1}\"}}]}}]}\n\ndata: [DONE]\n\n", 2, true},
+		{"empty stream", "text/event-stream", "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: [DONE]\n\n", 0, true},
+		{"answer with usage", "application/json", `{"choices":[{"message":{"content":""}}],"usage":{"prompt_tokens":5,"completion_tokens":0}}`, 0, true},
+		{"answer without usage", "application/json", `{"choices":[{"message":{"content":"hello"}}]}`, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ct)
+				fmt.Fprint(w, tc.body)
+			}))
+			defer ts.Close()
+			g, _ := benchGateway(t, Config{}, ts.URL, "")
+			from := time.Now().Add(-time.Second)
+			if code, _, _ := post(t, front(t, g), `{"model":"default"}`); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			samples := meterSamples(t, g, from)
+			if len(samples) != 1 || samples[0].OutputTokens != tc.tokens || samples[0].TokensCounted != tc.counted {
+				t.Errorf("samples %+v: want %d tokens, counted %v", samples, tc.tokens, tc.counted)
+			}
+		})
+	}
+}
+
+// meterSamples returns the samples metered since from, in both slots. The
+// gateway records a request after its last byte went out, so the client can
+// be done a moment before the sample is there: wait for one.
+func meterSamples(t *testing.T, g *Gateway, from time.Time) []modelslot.Sample {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var samples []modelslot.Sample
+		for _, slot := range []string{modelslot.Production, "staging"} {
+			sr, err := g.Meter().Series(context.Background(), modelslot.MetricQuery{App: "default", Slot: slot, From: from, To: time.Now().Add(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			samples = append(samples, sr.Samples...)
+		}
+		if len(samples) > 0 || time.Now().After(deadline) {
+			return samples
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
