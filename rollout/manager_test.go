@@ -198,6 +198,10 @@ func TestInconclusiveAtDeadline(t *testing.T) {
 		if paused.Current == nil || paused.Current.Phase == nil || !paused.Current.Phase.AwaitingDecision || !strings.Contains(paused.Reason, "inconclusive") {
 			t.Fatalf("paused rollout:\n%s", paused.Describe())
 		}
+		// Status says what the gates wait for, in their words.
+		if d := paused.Describe(); !strings.Contains(d, "Latest look (") || !strings.Contains(d, "static inconclusive at look") {
+			t.Errorf("the description does not show the latest look:\n%s", d)
+		}
 		r, err := m.Promote(context.Background(), "chat", "bob")
 		if err != nil {
 			t.Fatal(err)

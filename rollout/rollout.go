@@ -236,6 +236,10 @@ func (r *Rollout) Describe() string {
 	case Failed:
 		fmt.Fprintf(&b, "It failed: %s\n", sentence(r.Reason))
 	}
+	if ph := r.currentPhase(); ph != nil && r.State.Active() && ph.Reason != "" {
+		// What the gates wait for: the latest look, in their own words.
+		fmt.Fprintf(&b, "Latest look (%d so far): %s\n", ph.Looks, sentence(ph.Reason))
+	}
 	if r.Swapped {
 		b.WriteString("The candidate is in production (swapped).\n")
 	} else if r.Rollback != nil && r.Rollback.SwapBack != nil && r.Rollback.SwapBack.Done {
