@@ -130,12 +130,15 @@ type Stats struct {
 	RPS      float64 `json:"rps"`
 	// Requests by status class: "2xx", "4xx", "5xx", "error" (no answer),
 	// "cancelled" (the client went away).
-	ByClass      map[string]int `json:"byClass"`
-	ErrorRate    float64        `json:"errorRate"`
-	LatencyMS    Quantiles      `json:"latencyMs"`
-	TTFTMS       Quantiles      `json:"ttftMs"`
-	OutputTokens int            `json:"outputTokens"`
-	TokensPerSec float64        `json:"tokensPerSec"` // mean per-request output rate after the first token
+	ByClass map[string]int `json:"byClass"`
+	// ErrorRate is the share of failed requests, as the rollout analysis
+	// counts them (modelslot.Sample.Failed): no answer, 5xx, 429 and other
+	// 4xx but 499.
+	ErrorRate    float64   `json:"errorRate"`
+	LatencyMS    Quantiles `json:"latencyMs"`
+	TTFTMS       Quantiles `json:"ttftMs"`
+	OutputTokens int       `json:"outputTokens"`
+	TokensPerSec float64   `json:"tokensPerSec"` // mean per-request output rate after the first token
 }
 
 // Quantiles of a distribution in milliseconds.
