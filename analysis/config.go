@@ -3,6 +3,8 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/modelslot/modelslot"
@@ -29,6 +31,10 @@ const (
 
 // allMetrics is the default set and the order of the checks in a Result.
 var allMetrics = []string{MetricErrors, MetricLatency, MetricTTFT, MetricTokensPerSec, MetricTailLatency, MetricOutputTokens}
+
+// Metrics lists the comparison metrics a Config may name, in the order of
+// the checks in a Result.
+func Metrics() []string { return slices.Clone(allMetrics) }
 
 // Config is the policy of one gate. Zero values take the defaults listed on
 // each field (see withDefaults).
@@ -161,7 +167,7 @@ func (c Config) validate() error {
 			known = known || a == m
 		}
 		if !known {
-			return bad(fmt.Sprintf("Metrics[%d]", i), "unknown metric %q (want one of errors, latency, ttft, tokens_per_sec, tail_latency, output_tokens)", m)
+			return bad(fmt.Sprintf("Metrics[%d]", i), "unknown metric %q (want one of %s)", m, strings.Join(allMetrics, ", "))
 		}
 		if seen[m] {
 			return bad(fmt.Sprintf("Metrics[%d]", i), "metric %q listed twice", m)

@@ -36,6 +36,18 @@ const rolloutInterval = 200 * time.Millisecond
 // simulated versions that answer alike until a test makes one go bad.
 func startRolloutDaemon(t *testing.T, cfg *config.Config) (e *env, v1, v2 *sim.Server) {
 	t.Helper()
+	e = startRolloutDaemonOnly(t, cfg)
+	v1, u1 := startSim(t, simConfig("v1"))
+	v2, u2 := startSim(t, simConfig("v2"))
+	e.deploy("production", u1, "v1")
+	e.deploy("staging", u2, "v2")
+	return e, v1, v2
+}
+
+// startRolloutDaemonOnly starts a daemon on loopback with the tests'
+// rollout interval and nothing deployed.
+func startRolloutDaemonOnly(t *testing.T, cfg *config.Config) *env {
+	t.Helper()
 	if cfg == nil {
 		cfg = config.Default()
 	}
@@ -43,12 +55,7 @@ func startRolloutDaemon(t *testing.T, cfg *config.Config) (e *env, v1, v2 *sim.S
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin = "127.0.0.1:0"
 	cfg.RolloutInterval = modelslot.Duration(rolloutInterval)
-	e = startDaemonWith(t, cfg)
-	v1, u1 := startSim(t, simConfig("v1"))
-	v2, u2 := startSim(t, simConfig("v2"))
-	e.deploy("production", u1, "v1")
-	e.deploy("staging", u2, "v2")
-	return e, v1, v2
+	return startDaemonWith(t, cfg)
 }
 
 func simConfig(model string) sim.Config {
@@ -1018,12 +1025,7 @@ steps:
 // is faster than production and never fails, so only the length of its
 // answers shows the harm: the output_tokens check must roll it back.
 func TestRolloutOfAnswersCutShortRollsBack(t *testing.T) {
-	cfg := config.Default()
-	cfg.Data = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Admin = "127.0.0.1:0"
-	cfg.RolloutInterval = modelslot.Duration(rolloutInterval)
-	e := startDaemonWith(t, cfg)
+	e := startRolloutDaemonOnly(t, nil)
 	_, u := startSim(t, simConfig("v1"))
 	e.deploy("production", u, "v1")
 	ctx := context.Background()

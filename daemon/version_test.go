@@ -338,6 +338,21 @@ func TestPromptRolloutOnOneBackend(t *testing.T) {
 	}
 }
 
+// providerSim is a simulated provider of the provider-move tests.
+func providerSim(model string) sim.Config {
+	return sim.Config{Model: model, Tokens: 4, TTFT: 2 * time.Millisecond, Jitter: 0.5}
+}
+
+// providerMoveConfig is examples/provider-move/modelslot.yaml with its two
+// providers at the test servers urlA (self-hosted) and urlB (hosted).
+func providerMoveConfig(t *testing.T, urlA, urlB string) *config.Config {
+	t.Helper()
+	return exampleConfig(t, "provider-move", map[string]string{
+		"http://127.0.0.1:9001/v1":                       urlA + "/v1",
+		"https://my-resource.openai.azure.com/openai/v1": urlB + "/openai/v1",
+	})
+}
+
 // TestProviderMoveThroughRollout runs examples/provider-move: production
 // on a self-hosted server, staging at a hosted provider with another model
 // id, another key header and an api-version query parameter. The official
@@ -350,22 +365,16 @@ func TestProviderMoveThroughRollout(t *testing.T) {
 		keyA   = "Bearer key-self-hosted-1234"
 		keyB   = "key-azure-5678"
 	)
-	cfgSim := func(model string) sim.Config {
-		return sim.Config{Model: model, Tokens: 4, TTFT: 2 * time.Millisecond, Jitter: 0.5}
-	}
-	a, urlA := newUpstream(t, cfgSim(modelA), "", func(r *http.Request) bool {
+	a, urlA := newUpstream(t, providerSim(modelA), "", func(r *http.Request) bool {
 		return r.Header.Get("Authorization") == keyA && r.Header.Get("Api-Key") == ""
 	})
-	b, urlB := newUpstream(t, cfgSim(modelB), "/openai", func(r *http.Request) bool {
+	b, urlB := newUpstream(t, providerSim(modelB), "/openai", func(r *http.Request) bool {
 		// The deployment brings its own api-key: the client's
 		// Authorization must not reach the provider beside it.
 		return r.Header.Get("Api-Key") == keyB && r.Header.Get("Authorization") == "" && r.URL.Query().Get("api-version") == "preview"
 	})
 	b.gzipModels = true
-	cfg := exampleConfig(t, "provider-move", map[string]string{
-		"http://127.0.0.1:9001/v1":                       urlA + "/v1",
-		"https://my-resource.openai.azure.com/openai/v1": urlB + "/openai/v1",
-	})
+	cfg := providerMoveConfig(t, urlA, urlB)
 	secrets := map[string]string{"SELF_HOSTED_AUTH": keyA, "AZURE_OPENAI_API_KEY": keyB}
 	e := startDaemonOpts(t, daemon.Options{Config: cfg, Getenv: func(k string) string { return secrets[k] }})
 	ctx := context.Background()
@@ -467,17 +476,11 @@ func TestProviderMoveThroughRollout(t *testing.T) {
 // through; the rollout's gates must count the 401s as failures and roll it
 // back before it reaches production, not pair them as fast answers.
 func TestProviderMoveWithAWrongKeyRollsBack(t *testing.T) {
-	cfgSim := func(model string) sim.Config {
-		return sim.Config{Model: model, Tokens: 4, TTFT: 2 * time.Millisecond, Jitter: 0.5}
-	}
-	_, urlA := newUpstream(t, cfgSim("meta-llama/Llama-3.1-8B-Instruct"), "", nil)
-	b, urlB := newUpstream(t, cfgSim("gpt-4o-mini"), "/openai", func(r *http.Request) bool {
+	_, urlA := newUpstream(t, providerSim("meta-llama/Llama-3.1-8B-Instruct"), "", nil)
+	b, urlB := newUpstream(t, providerSim("gpt-4o-mini"), "/openai", func(r *http.Request) bool {
 		return r.Header.Get("Api-Key") == "the-right-key"
 	})
-	cfg := exampleConfig(t, "provider-move", map[string]string{
-		"http://127.0.0.1:9001/v1":                       urlA + "/v1",
-		"https://my-resource.openai.azure.com/openai/v1": urlB + "/openai/v1",
-	})
+	cfg := providerMoveConfig(t, urlA, urlB)
 	secrets := map[string]string{"SELF_HOSTED_AUTH": "Bearer k", "AZURE_OPENAI_API_KEY": "a-wrong-key"}
 	e := startDaemonOpts(t, daemon.Options{Config: cfg, Getenv: func(k string) string { return secrets[k] }})
 	l := startLoad(t, e.d.GatewayURL(), plainWorker("a"), plainWorker("b"), plainWorker("c"))

@@ -220,23 +220,29 @@ func (g *shadowGate) checks(pairs []gateway.ShadowPair) []check {
 			out = append(out, logRatio(b, a, 1))
 		}
 	}
+	judges := []func(a float64) check{
+		func(a float64) check {
+			return g.rateAtMost("status_mismatch", mismatch, prod2xx, g.maxMismatch, a, "of production's 2xx answers got another status from the shadow")
+		},
+		func(a float64) check {
+			return g.rateAtMost("empty_or_refused", empty, texts, g.maxEmpty, a, "of production's answers were empty or refused by the shadow")
+		},
+		func(a float64) check {
+			return g.rateAtMost("json_invalid", badJSON, jsons, g.maxJSON, a, "of production's valid JSON answers were invalid JSON from the shadow")
+		},
+		func(a float64) check { return g.ratioWithin("latency_ratio", lat, 0, g.maxLatency, a) },
+		func(a float64) check { return g.ratioWithin("ttft_ratio", ttft, 0, g.maxTTFT, a) },
+		func(a float64) check { return g.ratioWithin("output_length_ratio", out, g.minOutput, g.maxOutput, a) },
+	}
+	if g.minExact > 0 {
+		judges = append(judges, func(a float64) check { return g.rateAtLeast("exact_match", exact, comparable, g.minExact, a) })
+	}
 	// Bonferroni: the gate fails when any check fails, so each check gets
 	// an equal part of alpha.
-	k := 6
-	if g.minExact > 0 {
-		k++
-	}
-	a := g.alpha / float64(k)
-	checks := []check{
-		g.rateAtMost("status_mismatch", mismatch, prod2xx, g.maxMismatch, a, "of production's 2xx answers got another status from the shadow"),
-		g.rateAtMost("empty_or_refused", empty, texts, g.maxEmpty, a, "of production's answers were empty or refused by the shadow"),
-		g.rateAtMost("json_invalid", badJSON, jsons, g.maxJSON, a, "of production's valid JSON answers were invalid JSON from the shadow"),
-		g.ratioWithin("latency_ratio", lat, 0, g.maxLatency, a),
-		g.ratioWithin("ttft_ratio", ttft, 0, g.maxTTFT, a),
-		g.ratioWithin("output_length_ratio", out, g.minOutput, g.maxOutput, a),
-	}
-	if g.minExact > 0 {
-		checks = append(checks, g.rateAtLeast("exact_match", exact, comparable, g.minExact, a))
+	a := g.alpha / float64(len(judges))
+	checks := make([]check, len(judges))
+	for i, judge := range judges {
+		checks[i] = judge(a)
 	}
 	return checks
 }

@@ -56,7 +56,7 @@ const (
 var stepKinds = []string{KindTraffic, KindBake, KindPause, KindSwap, KindWatch, KindRampUp}
 
 // Analysis metrics a metrics gate can compare.
-var analysisMetrics = []string{"errors", "latency", "ttft", "tokens_per_sec", "tail_latency", "output_tokens"}
+var analysisMetrics = analysis.Metrics()
 
 // Plan is a parsed, validated rollout plan. docs/ROLLOUTS.md is its
 // reference. Build one with ParsePlan: a Plan keeps its YAML source, which
