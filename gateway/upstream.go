@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/modelslot/modelslot/internal/rawio"
 )
 
 // upstream is the gateway's HTTP/1.1 client for plain-http backends (the
@@ -81,6 +83,14 @@ func (c *upConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// probeAfter: a connection idle for less is reused without the liveness
+// probe. No server closes a keep-alive connection for idleness that soon,
+// and at load most connections come back within microseconds: the probe,
+// one system call of the six a request costs, is skipped where it almost
+// never finds anything. (A backend that dies within that millisecond is
+// found when the connection is used, as with net/http's Transport.)
+const probeAfter = time.Millisecond
+
 // RoundTrip implements http.RoundTripper.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || req.Header["Upgrade"] != nil || req.Header["Expect"] != nil || len(req.Trailer) > 0 {
@@ -137,7 +147,8 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		u.idle[addr] = list[:len(list)-1]
 		u.mu.Unlock()
 		// Bytes nobody asked for put the connection out of step.
-		if now.Sub(c.idleAt) > u.idleTimeout || c.br.Buffered() > 0 || !c.alive() {
+		idle := now.Sub(c.idleAt)
+		if idle > u.idleTimeout || c.br.Buffered() > 0 || (idle > probeAfter && !c.alive()) {
 			c.conn.Close()
 			continue
 		}
@@ -148,10 +159,12 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{u: u, addr: addr, conn: conn}
+	c := &upConn{u: u, addr: addr}
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
+	conn = rawio.Wrap(conn)
+	c.conn = conn
 	c.br = bufio.NewReaderSize(conn, 4<<10)
 	return c, nil
 }

@@ -17,8 +17,7 @@ func (c *upConn) alive() bool {
 		// Made once per connection: a closure per call would be an
 		// allocation per request.
 		c.probe = func(fd uintptr) bool {
-			var buf [1]byte
-			_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			err := peekNonBlocking(fd)
 			// Would block: open and quiet. Anything else: closed, reset,
 			// or unsolicited bytes (the connection is out of step).
 			c.probeOK = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK

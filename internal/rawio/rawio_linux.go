@@ -1,0 +1,132 @@
+//go:build linux
+
+package rawio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// maxRW caps one system call, as internal/poll does.
+const maxRW = 1 << 30
+
+// Conn is a net.Conn whose Read and Write are raw system calls.
+type Conn struct {
+	net.Conn
+	rc              syscall.RawConn
+	readFn, writeFn func(uintptr) bool
+
+	rp   []byte
+	rn   int
+	rerr syscall.Errno
+	wp   []byte
+	wn   int
+	werr syscall.Errno
+}
+
+// Wrap returns c with raw reads and writes, or c itself when it has no
+// file descriptor (a pipe, a TLS connection).
+func Wrap(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	w := &Conn{Conn: c, rc: rc}
+	// Method values made once: a closure per call would allocate.
+	w.readFn, w.writeFn = w.read, w.write
+	return w
+}
+
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		n, e := sysRead(fd, c.rp)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait in the netpoller, then call again
+		}
+		c.rn, c.rerr = int(n), e
+		return true
+	}
+}
+
+// Read reads like net.Conn's Read.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) > maxRW {
+		p = p[:maxRW]
+	}
+	c.rp, c.rn, c.rerr = p, 0, 0
+	err := c.rc.Read(c.readFn)
+	c.rp = nil
+
+	switch {
+	case err != nil:
+		return 0, err
+	case c.rerr != 0:
+		return 0, c.opError("read", c.rerr)
+	case c.rn == 0:
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+func (c *Conn) write(fd uintptr) bool {
+	for len(c.wp) > 0 {
+		chunk := c.wp
+		if len(chunk) > maxRW {
+			chunk = chunk[:maxRW]
+		}
+		n, e := sysWrite(fd, chunk)
+		switch e {
+		case 0:
+			c.wn += int(n)
+			c.wp = c.wp[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // the send buffer is full: wait, then go on
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+// Write writes all of p like net.Conn's Write.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wp, c.wn, c.werr = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	c.wp = nil
+	switch {
+	case err != nil:
+		return c.wn, err
+	case c.werr != 0:
+		return c.wn, c.opError("write", c.werr)
+	}
+	return c.wn, nil
+}
+
+// CloseWrite half-closes the wrapped connection when it can.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(CloseWriter); ok {
+		return cw.CloseWrite()
+	}
+	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Err: syscall.ENOTSUP}
+}
+
+func (c *Conn) opError(op string, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}
