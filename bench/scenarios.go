@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/gateway"
+	"github.com/modelslot/modelslot/internal/h1"
 )
 
 // params size a run.
@@ -524,7 +524,7 @@ func meterScenario(ctx context.Context, e *env, p params, profile string) (*Mete
 		if err != nil {
 			return nil, err
 		}
-		srv := &http.Server{Handler: g}
+		srv := &h1.Server{Handler: g} // as the daemon serves it
 		go srv.Serve(ln)
 		defer srv.Close()
 		addrs[disable] = ln.Addr().String()

@@ -68,6 +68,9 @@ type Gateway struct {
 	// StdTransport sends every backend request through net/http's
 	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
 	StdTransport bool `yaml:"stdTransport"`
+	// StdServer serves the gateway's listener with net/http's server
+	// instead of the gateway's own HTTP/1.1 server (a way out).
+	StdServer bool `yaml:"stdServer"`
 }
 
 // App declares one app.

@@ -24,6 +24,7 @@ import (
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/gateway"
 	"github.com/modelslot/modelslot/host"
+	"github.com/modelslot/modelslot/internal/h1"
 	"github.com/modelslot/modelslot/local"
 	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sqlite"
@@ -39,6 +40,13 @@ type Options struct {
 	Getenv func(string) string
 }
 
+// httpServer is net/http's server or the gateway's own (internal/h1).
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // Daemon is a running modelslot daemon.
 type Daemon struct {
 	cfg      *config.Config
@@ -50,7 +58,7 @@ type Daemon struct {
 	Token    string
 
 	gwLn, adminLn   net.Listener
-	gwSrv, adminSrv *http.Server
+	gwSrv, adminSrv httpServer
 	closers         []func(context.Context) error
 	wg              sync.WaitGroup
 }
@@ -144,12 +152,16 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if readHeader == 0 {
 		readHeader = 30 * time.Second
 	}
-	d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if cfg.Gateway.StdServer {
+		d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	} else {
+		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader, Log: log}
+	}
 	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	for _, p := range []struct {
-		s  *http.Server
+		s  httpServer
 		ln net.Listener
 	}{{d.gwSrv, d.gwLn}, {d.adminSrv, d.adminLn}} {
 		d.wg.Add(1)
@@ -187,7 +199,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // finish within ctx), the controller, the engine and its processes.
 func (d *Daemon) Close(ctx context.Context) error {
 	var errs []error
-	for _, s := range []*http.Server{d.gwSrv, d.adminSrv} {
+	for _, s := range []httpServer{d.gwSrv, d.adminSrv} {
 		if s != nil {
 			if err := s.Shutdown(ctx); err != nil {
 				s.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/client"
 	"github.com/modelslot/modelslot/config"
+	"github.com/modelslot/modelslot/daemon"
 	"github.com/modelslot/modelslot/sim"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -246,7 +247,7 @@ func TestConfigFileDeclaresAppsAndIsStrict(t *testing.T) {
 	yaml := `
 listen: 127.0.0.1:0
 admin: 127.0.0.1:0
-gateway: {stdTransport: true}
+gateway: {stdTransport: true, stdServer: true}
 apps:
   - name: chat
     stickyKey: header:X-Session-Id
@@ -270,10 +271,13 @@ apps:
 	if st.Routing.Percent("staging") != 25 || st.Slots[1].Slot.Deployment.Version != "v2" {
 		t.Fatalf("declared state not applied: %+v", st)
 	}
-	if !cfg.Gateway.StdTransport {
-		t.Fatal("gateway.stdTransport not read")
+	if !cfg.Gateway.StdTransport || !cfg.Gateway.StdServer {
+		t.Fatal("gateway.stdTransport or gateway.stdServer not read")
 	}
-	// Through net/http's Transport, the gateway still answers.
+	if _, ok := daemon.GatewayServer(e.d).(*http.Server); !ok {
+		t.Fatalf("gateway.stdServer: the gateway is served by %T", daemon.GatewayServer(e.d))
+	}
+	// Through net/http's server and Transport, the gateway still answers.
 	if slot, _, resp := e.chat(func(r *http.Request) { r.Header.Set("X-Modelslot-App", "chat") }); slot == "" || resp.StatusCode != http.StatusOK {
 		t.Fatalf("request through the std transport: slot %q, status %d", slot, resp.StatusCode)
 	}

@@ -1,0 +1,583 @@
+// Package h1 is a lean HTTP/1.1 server for the gateway's listener.
+//
+// net/http's server costs a proxied request about a third of its CPU time
+// on top of the proxying itself: a context, a response object with its own
+// buffered writer, a header map and a background read (a goroutine and a
+// system call) for every request, and read deadlines set and cleared around
+// every request head. This server keeps net/http's parsing (http.ReadRequest:
+// request line, headers, Content-Length and chunked bodies with their limits)
+// and its Handler interface, and drops the per-request machinery:
+//
+//   - one goroutine, one pair of buffers and one context per connection,
+//     the response object and its header map reused from one request to the
+//     next;
+//   - no read deadline around a request head that is already whole in the
+//     read buffer (the usual case); the header timeout still holds for heads
+//     that arrive in pieces;
+//   - the connection is watched for a client that hangs up only once a
+//     request has run for WatchAfter (an LLM answer that takes seconds still
+//     stops its upstream request when its client goes; a request answered in
+//     microseconds does not pay for a background read).
+//
+// It serves plain HTTP/1.x only (no TLS, no HTTP/2) and supports what a
+// reverse proxy needs: streaming with Flush, chunked and close-delimited
+// answers, trailers, 1xx answers, Expect: 100-continue, Hijack (upgrades),
+// pipelining, graceful Shutdown.
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/modelslot/modelslot/internal/rawio"
+)
+
+// Server serves HTTP/1.x requests to Handler.
+type Server struct {
+	Handler http.Handler
+	// MaxHeaderBytes bounds a request's head (default 1 MiB).
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the time to read a request's head once its
+	// first byte has arrived (default 0: none).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits longer for its
+	// next request (default 0: none, as net/http without ReadTimeout).
+	IdleTimeout time.Duration
+	// WatchAfter is how long a request runs before its connection is
+	// watched for a client that hangs up, which cancels the request's
+	// context (default 20ms).
+	WatchAfter time.Duration
+	// Log receives connection errors at debug level (default: discarded).
+	Log *slog.Logger
+
+	inShutdown atomic.Bool
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	baseCtx    context.Context
+	cancel     context.CancelFunc
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+	stateHijacked
+)
+
+// discardLimit is how much of a request body the handler left unread is
+// read and thrown away to keep the connection (net/http's figure).
+const discardLimit = 256 << 10
+
+func (s *Server) init() {
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+		s.listeners = map[net.Listener]struct{}{}
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	}
+}
+
+// Serve accepts connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.init()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does.
+			delay = max(5*time.Millisecond, min(2*delay, time.Second))
+			s.logf("h1: accept error, retrying in %v: %v", delay, err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.inShutdown.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections and waits until the
+// active ones have finished their requests or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.init()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	wait := time.Millisecond
+	for {
+		if s.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// Close closes the listeners and every connection at once, cancelling the
+// requests in flight.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.init()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.cancel()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// closeIdle closes the idle connections and reports whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Log != nil && s.Log.Enabled(context.Background(), slog.LevelDebug) {
+		s.Log.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+	}
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc, rw: rawio.Wrap(nc)}
+	c.lr.R = c.rw
+	c.lr.N = math.MaxInt64
+	c.br = bufio.NewReaderSize(&c.lr, 4096)
+	c.bw = bufio.NewWriterSize(connWriter{c}, 4096)
+	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	c.res.header = http.Header{}
+	if a := nc.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	return c
+}
+
+// conn is one client connection.
+type conn struct {
+	s  *Server
+	nc net.Conn
+	// rw is nc with raw system calls (internal/rawio) for the hot path.
+	rw     net.Conn
+	lr     io.LimitedReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	remote string
+	ctx    context.Context
+	cancel context.CancelFunc
+	state  atomic.Int32
+	res    response
+	body   body
+	// werr is the first error writing to the client.
+	werr error
+	// linger: the client may still be sending what the server will not
+	// read (an unread body); see closeWriteAndDrain.
+	linger bool
+
+	date    []byte
+	dateSec int64
+	scratch []byte
+
+	// The watch for a client that hangs up (see Server.WatchAfter).
+	watchTimer *time.Timer
+	watchMu    sync.Mutex
+	inRequest  bool
+	watching   bool
+	stopping   bool
+	watchDone  chan struct{}
+}
+
+// connWriter records the first write error, so that a handler writing to a
+// client that has gone stops early.
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	n, err := w.c.rw.Write(p)
+	if err != nil && w.c.werr == nil {
+		w.c.werr = err
+	}
+	return n, err
+}
+
+func (c *conn) serve() {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.logf("h1: panic serving %s: %v", c.remote, p)
+		}
+		st := c.state.Swap(stateClosed)
+		if st != stateHijacked {
+			if c.linger {
+				c.closeWriteAndDrain()
+			}
+			c.nc.Close()
+		}
+		c.cancel()
+		if c.watchTimer != nil {
+			c.watchTimer.Stop()
+		}
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+	}()
+	maxHeader := int64(c.s.MaxHeaderBytes)
+	if maxHeader <= 0 {
+		maxHeader = 1 << 20
+	}
+	for {
+		if c.s.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+		}
+		// The head's limit counts from its first byte.
+		c.lr.N = maxHeader + 4096
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return // closed by Shutdown while the request arrived
+		}
+		// A head already whole in the buffer cannot block: no deadline.
+		deadline := c.s.ReadHeaderTimeout > 0 && !headBuffered(c.br)
+		if deadline {
+			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+		} else if c.s.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		req, err := http.ReadRequest(c.br)
+		if deadline {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		if err != nil {
+			c.badRequest(err)
+			return
+		}
+		c.lr.N = math.MaxInt64
+		if code, msg := checkRequest(req); code != 0 {
+			c.reject(code, msg)
+			return
+		}
+		if !c.serveRequest(req) {
+			return
+		}
+		if !c.state.CompareAndSwap(stateActive, stateIdle) || c.s.inShutdown.Load() {
+			return
+		}
+	}
+}
+
+// headBuffered reports whether the read buffer holds a whole request head.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+// checkRequest applies the server-side rules that http.ReadRequest leaves
+// to the server.
+func checkRequest(req *http.Request) (int, string) {
+	if req.ProtoMajor != 1 {
+		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
+	}
+	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != "CONNECT" {
+		return http.StatusBadRequest, "missing required Host header"
+	}
+	if req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
+		return http.StatusBadRequest, "malformed Host header"
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return http.StatusBadRequest, "invalid header name"
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return http.StatusBadRequest, "invalid header value"
+			}
+		}
+	}
+	if e := req.Header["Expect"]; len(e) > 0 {
+		if len(e) > 1 || !strings.EqualFold(e[0], "100-continue") || !req.ProtoAtLeast(1, 1) {
+			return http.StatusExpectationFailed, "unsupported Expect header"
+		}
+	}
+	return 0, ""
+}
+
+func (c *conn) badRequest(err error) {
+	switch {
+	case c.lr.N <= 0:
+		c.reject(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isTimeout(err):
+		// The client went away or was too slow: nobody to answer.
+	default:
+		c.reject(http.StatusBadRequest, "malformed request")
+	}
+}
+
+// reject answers a request the server will not hand to the handler, and
+// the connection is then closed (as net/http does).
+func (c *conn) reject(code int, msg string) {
+	c.s.logf("h1: %s: %d %s", c.remote, code, msg)
+	c.linger = true
+	text := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg
+	c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) +
+		"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(text)) + "\r\n\r\n" + text)
+	c.bw.Flush()
+}
+
+// lingerTime bounds closeWriteAndDrain (net/http waits 500ms too).
+const lingerTime = 500 * time.Millisecond
+
+// closeWriteAndDrain ends the connection without a reset: closing a socket
+// with unread input makes the kernel send RST, which can destroy the answer
+// before the client has read it (a client still sending a body it was
+// refused, such as a request too large). The server half-closes, then reads
+// and drops what comes until the client closes or lingerTime passes.
+func (c *conn) closeWriteAndDrain() {
+	if cw, ok := c.nc.(rawio.CloseWriter); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, c.rw)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// serveRequest runs the handler for one request and reports whether the
+// connection can carry the next one.
+func (c *conn) serveRequest(req *http.Request) (keep bool) {
+	req.RemoteAddr = c.remote
+	req = req.WithContext(c.ctx)
+	b := &c.body
+	b.reset(req.Body)
+	if req.Body != http.NoBody {
+		req.Body = b
+		if _, ok := req.Header["Expect"]; ok {
+			// Ask for the body at once: the handler is about to read it.
+			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if c.bw.Flush() != nil {
+				return false
+			}
+		}
+	}
+	w := &c.res
+	w.reset(c, req)
+	upgrade := req.Header["Upgrade"] != nil
+	if !upgrade {
+		c.armWatch()
+	}
+	ok := c.callHandler(w, req)
+	if !upgrade {
+		c.endWatch()
+	}
+	if c.state.Load() == stateHijacked {
+		return false
+	}
+	if !ok {
+		// The handler panicked (http.ErrAbortHandler: the answer broke
+		// off): the client must see a truncated answer, not a complete one.
+		return false
+	}
+	if !b.eof.Load() && b.rc != nil && (req.ContentLength < 0 || req.ContentLength > discardLimit) {
+		// Too much may be left to read: say that the connection ends.
+		w.closeAfter = true
+	}
+	w.finish()
+	if c.werr != nil {
+		return false
+	}
+	if !b.eof.Load() && b.rc != nil {
+		// Read the rest of a body the handler did not want, within limits.
+		n, err := io.CopyN(io.Discard, b.rc, discardLimit+1)
+		if err != io.EOF || n > discardLimit {
+			c.linger = true
+			return false
+		}
+	}
+	return w.keepAlive()
+}
+
+func (c *conn) callHandler(w *response, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.s.logf("h1: panic serving %s %s: %v", req.Method, req.URL.Path, p)
+			}
+			ok = false
+		}
+	}()
+	c.s.Handler.ServeHTTP(w, req)
+	return true
+}
+
+// armWatch starts the timer after which the connection is watched.
+func (c *conn) armWatch() {
+	d := c.s.WatchAfter
+	if d <= 0 {
+		d = 20 * time.Millisecond
+	}
+	c.watchMu.Lock()
+	c.inRequest = true
+	c.watchMu.Unlock()
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(d, c.watch)
+	} else {
+		c.watchTimer.Reset(d)
+	}
+}
+
+// watch reads from the connection while the handler runs: an error other
+// than the deadline endWatch sets means the client has gone, which cancels
+// the connection's context and with it the request.
+func (c *conn) watch() {
+	c.watchMu.Lock()
+	if !c.inRequest || c.watching {
+		c.watchMu.Unlock()
+		return
+	}
+	if !c.body.done() {
+		// The handler still reads the body: look again later.
+		c.watchTimer.Reset(c.s.WatchAfter + 20*time.Millisecond)
+		c.watchMu.Unlock()
+		return
+	}
+	c.watching = true
+	done := make(chan struct{})
+	c.watchDone = done
+	c.watchMu.Unlock()
+
+	_, err := c.br.Peek(1)
+	c.watchMu.Lock()
+	stopped := c.stopping
+	c.watchMu.Unlock()
+	if err != nil && !(stopped && isTimeout(err)) {
+		c.cancel()
+	}
+	close(done)
+}
+
+// endWatch stops the timer and a running watch, so that the connection is
+// the serving goroutine's alone again.
+func (c *conn) endWatch() {
+	c.watchTimer.Stop()
+	c.watchMu.Lock()
+	c.inRequest = false
+	watching := c.watching
+	done := c.watchDone
+	if watching {
+		c.stopping = true
+	}
+	c.watchMu.Unlock()
+	if !watching {
+		return
+	}
+	c.nc.SetReadDeadline(aLongTimeAgo)
+	<-done
+	c.nc.SetReadDeadline(time.Time{})
+	c.watchMu.Lock()
+	c.watching, c.stopping, c.watchDone = false, false, nil
+	c.watchMu.Unlock()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// body wraps the request body: it records the end of the body (for the
+// watch and for keep-alive) and never lets Close drain an unbounded body.
+type body struct {
+	rc     io.ReadCloser
+	eof    atomic.Bool
+	closed atomic.Bool
+}
+
+func (b *body) reset(rc io.ReadCloser) {
+	b.eof.Store(rc == http.NoBody || rc == nil)
+	b.closed.Store(false)
+	b.rc = rc
+	if rc == http.NoBody {
+		b.rc = nil
+	}
+}
+
+func (b *body) done() bool { return b.eof.Load() }
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.rc == nil {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	b.closed.Store(true)
+	return nil
+}

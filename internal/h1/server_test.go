@@ -1,0 +1,459 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// start serves h on a loopback listener and returns its address.
+func start(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// exchange writes raw request bytes and returns everything the server
+// sends until it closes the connection or a second passes quietly.
+func exchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestKeepAliveAndFraming(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/small": // unknown length, short: sent with a Content-Length
+			fmt.Fprintf(w, "got %q from %s", body, r.RemoteAddr)
+		case "/known":
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		case "/big": // unknown length, larger than what is held back: chunked
+			io.WriteString(w, strings.Repeat("x", 3*pendLimit))
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})})
+	var conns atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		conns.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}}}
+	for i := range 3 {
+		for _, path := range []string{"/small", "/known", "/big", "/empty"} {
+			resp, err := client.Post("http://"+addr+path, "text/plain", strings.NewReader("req"+fmt.Sprint(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(path, err)
+			}
+			switch path {
+			case "/small":
+				if want := fmt.Sprintf("got %q from 127.0.0.1:", "req"+fmt.Sprint(i)); !strings.HasPrefix(string(body), want) || resp.ContentLength != int64(len(body)) {
+					t.Fatalf("/small: %q, length %d", body, resp.ContentLength)
+				}
+			case "/known":
+				if string(body) != "hello" || resp.ContentLength != 5 {
+					t.Fatalf("/known: %q, length %d", body, resp.ContentLength)
+				}
+			case "/big":
+				if len(body) != 3*pendLimit || resp.ContentLength != -1 || len(resp.TransferEncoding) != 1 {
+					t.Fatalf("/big: %d bytes, length %d, encoding %v", len(body), resp.ContentLength, resp.TransferEncoding)
+				}
+			case "/empty":
+				if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
+					t.Fatalf("/empty: %d %q", resp.StatusCode, body)
+				}
+			}
+			if resp.Header.Get("Date") == "" {
+				t.Fatal("no Date header")
+			}
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 12 requests, want 1 (keep-alive)", n)
+	}
+}
+
+// TestStreamNotCoalesced: every flushed event reaches the client before
+// the handler writes the next one.
+func TestStreamNotCoalesced(t *testing.T) {
+	next := make(chan struct{})
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 5 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			<-next // the client has read the event
+		}
+	})})
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := range 5 {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+			t.Fatalf("event %d: %q %v", i, line, err)
+		}
+		br.ReadString('\n')
+		next <- struct{}{}
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Fatalf("after the events: %q", rest)
+	}
+}
+
+func TestRawProtocolCases(t *testing.T) {
+	addr := start(t, &Server{MaxHeaderBytes: 1024, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/head" {
+			w.Header().Set("Content-Length", "11")
+		}
+		if r.URL.Path == "/flush" {
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+			return
+		}
+		io.WriteString(w, "hello world")
+	})})
+	cases := []struct {
+		name, raw string
+		want      []string
+		not       []string
+	}{
+		{"pipelined", "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "Content-Length: 11\r\n", "hello worldHTTP/1.1 200 OK", "Connection: close"}, nil},
+		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "Connection: keep-alive", "hello world"}, nil},
+		{"HTTP/1.0 stream is close-delimited", "GET /flush HTTP/1.0\r\n\r\n",
+			[]string{"Connection: close", "\r\n\r\nab"}, []string{"chunked"}},
+		{"HTTP/1.1 stream is chunked", "GET /flush HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"Transfer-Encoding: chunked", "1\r\na\r\n1\r\nb\r\n0\r\n\r\n"}, nil},
+		{"HEAD", "HEAD /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "Content-Length: 11"}, []string{"hello"}},
+		{"chunked request body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "hello world"}, nil},
+		{"missing Host", "GET / HTTP/1.1\r\n\r\n", []string{"HTTP/1.1 400 Bad Request", "missing required Host header"}, nil},
+		{"malformed", "GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n", []string{"HTTP/1.1 400 Bad Request"}, nil},
+		{"head too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n",
+			[]string{"HTTP/1.1 431 Request Header Fields Too Large"}, nil},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", []string{"HTTP/1.1 505"}, nil},
+		{"bad Expect", "GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", []string{"HTTP/1.1 417"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := exchange(t, addr, tc.raw)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("answer lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("answer has %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// TestUnreadBody: a small unread body is skipped and the connection goes
+// on; a large one ends the connection after an answer the client can read.
+func TestUnreadBody(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.WriteString(w, "ok")
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for range 2 {
+		fmt.Fprintf(c, "POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatal(resp, err)
+		}
+		io.ReadAll(resp.Body)
+	}
+	// 32 MiB that the handler refuses: the client still gets its answer.
+	req, _ := http.NewRequest("POST", "http://"+addr+"/refuse", strings.NewReader(strings.Repeat("x", 32<<20)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("large refused body: %v (the answer was lost to a reset)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Fatalf("large refused body: status %d, close %v", resp.StatusCode, resp.Close)
+	}
+}
+
+func TestReadHeaderTimeout(t *testing.T) {
+	addr := start(t, &Server{ReadHeaderTimeout: 100 * time.Millisecond, Handler: http.NotFoundHandler()})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // never finished
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || len(b) != 0 {
+		t.Fatalf("a head never finished: read %q, %v; want the connection closed", b, err)
+	}
+}
+
+// TestClientGoneCancelsRequest: a long request's context ends when its
+// client hangs up, so that the upstream request can stop.
+func TestClientGoneCancelsRequest(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	addr := start(t, &Server{WatchAfter: 10 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		close(started)
+		select {
+		case <-r.Context().Done():
+			cancelled <- r.Context().Err()
+		case <-time.After(20 * time.Second):
+			cancelled <- nil
+		}
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	<-started
+	c.Close()
+	if err := <-cancelled; err == nil {
+		t.Fatal("the request's context was not cancelled when its client hung up")
+	}
+}
+
+// TestQuickRequestsKeepTheirContext: requests that end before WatchAfter,
+// and long ones whose client stays, are not cancelled; a pipelined request
+// read by the watch is served.
+func TestQuickRequestsKeepTheirContext(t *testing.T) {
+	addr := start(t, &Server{WatchAfter: time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := r.Context().Err(); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		io.WriteString(w, r.URL.Path)
+	})})
+	got := exchange(t, addr, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if strings.Count(got, "200 OK") != 3 || !strings.Contains(got, "/slow") || !strings.Contains(got, "/a") {
+		t.Fatalf("answers:\n%s", got)
+	}
+}
+
+// TestAbortTruncates: a handler that panics with http.ErrAbortHandler
+// mid-stream leaves the client with a broken answer, not a complete one.
+func TestAbortTruncates(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})})
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("aborted answer read as complete: %q", b)
+	}
+}
+
+func TestTrailersAndInformational(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+	})})
+	var hints []int
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error { hints = append(hints, code); return nil },
+	}))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "body" || resp.Trailer.Get("X-Sum") != "42" || resp.Trailer.Get("X-Late") != "yes" || resp.Header.Get("X-Sum") != "" {
+		t.Fatalf("body %q, trailer %v, header %v", b, resp.Trailer, resp.Header)
+	}
+	if len(hints) != 1 || hints[0] != http.StatusEarlyHints {
+		t.Fatalf("1xx answers %v, want [103]", hints)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})})
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 10 * time.Second}}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("payload"))
+	req.Header.Set("Expect", "100-continue")
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "payload" {
+		t.Fatalf("echo %q", b)
+	}
+	if time.Since(start) > 9*time.Second {
+		t.Fatal("the client waited out its 100-continue timeout: no 100 Continue was sent")
+	}
+}
+
+func TestHijack(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 101") || !strings.HasSuffix(string(b), "echo hi\n") {
+		t.Fatalf("upgrade: %q", b)
+	}
+}
+
+// TestShutdown: in-flight requests finish, idle connections close, Serve
+// returns ErrServerClosed.
+func TestShutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	addr := ln.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	fmt.Fprintf(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(idle), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The idle connection is closed while the slow request goes on.
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(idle); err != nil || len(b) != 0 {
+		t.Fatalf("idle connection at shutdown: %q %v", b, err)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	if got := <-slow; got != "done" {
+		t.Fatalf("in-flight request at shutdown: %q", got)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Fatal("the listener still accepts after Shutdown")
+	}
+}
