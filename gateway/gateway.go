@@ -181,6 +181,8 @@ type Backend struct {
 	query    url.Values
 	// ownsAuth: the deployment sets Authorization or api-key itself.
 	ownsAuth bool
+	// direct: requests take the gateway's direct proxy path (proxy.go).
+	direct bool
 }
 
 // NewBackend returns a backend for the server at rawURL; d supplies the
@@ -193,7 +195,7 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	// A URL given as ".../v1" is the OpenAI base URL; requests already carry /v1.
 	u.Path = strings.TrimSuffix(u.Path, "/v1")
-	b := &Backend{target: u}
+	b := &Backend{target: u, direct: u.Scheme == "http" && !g.cfg.StdUpstream}
 	if d != nil {
 		if len(d.Headers) > 0 {
 			b.headers = http.Header{}
@@ -246,33 +248,37 @@ func (b *Backend) Drain(ctx context.Context) error {
 	return nil
 }
 
-func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
-	pr.Out.URL.Scheme = b.target.Scheme
-	pr.Out.URL.Host = b.target.Host
+func (b *Backend) rewrite(pr *httputil.ProxyRequest) { b.prepare(pr.Out) }
+
+// prepare points an outgoing request at the backend with the deployment's
+// headers and query parameters.
+func (b *Backend) prepare(out *http.Request) {
+	out.URL.Scheme = b.target.Scheme
+	out.URL.Host = b.target.Host
 	if b.target.Path != "" {
-		pr.Out.URL.Path = b.target.Path + pr.Out.URL.Path
-		pr.Out.URL.RawPath = ""
+		out.URL.Path = b.target.Path + out.URL.Path
+		out.URL.RawPath = ""
 	}
-	pr.Out.Host = ""
+	out.Host = ""
 	if b.query != nil {
-		q := pr.Out.URL.Query()
+		q := out.URL.Query()
 		for k, v := range b.query {
 			q[k] = v
 		}
-		pr.Out.URL.RawQuery = q.Encode()
+		out.URL.RawQuery = q.Encode()
 	}
 	if b.ownsAuth {
 		// The deployment brings its own key: the client's must not reach
 		// the provider beside it (the client's key is for the gateway, or
 		// for another provider).
-		pr.Out.Header.Del("Authorization")
-		pr.Out.Header.Del("Api-Key")
+		out.Header.Del("Authorization")
+		out.Header.Del("Api-Key")
 	}
 	for k, v := range b.headers {
-		pr.Out.Header[k] = v
+		out.Header[k] = v
 	}
 	// The gateway's own headers stop here.
-	pr.Out.Header.Del("X-Modelslot-App")
+	out.Header.Del("X-Modelslot-App")
 }
 
 // ServeHTTP routes and proxies one request.
@@ -340,12 +346,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.inflight.Add(1)
 	if (g.cfg.DisableMeter || synthetic) && slot.rewrite == nil && mirrorBody == nil {
 		defer b.inflight.Add(-1)
-		b.proxy.ServeHTTP(w, r)
+		g.proxy(b, w, r)
 		return
 	}
 	mw := getMeterWriter(w, start, slot.rewrite)
 	mw.keepHead = mirrorBody != nil
-	aborted := serve(b, mw, r)
+	aborted := g.serve(b, mw, r)
 	b.inflight.Add(-1)
 	s := mw.sample(slot.revision)
 	if aborted {
@@ -368,7 +374,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve proxies one request; the reverse proxy aborts a response whose
 // backend breaks mid-body with http.ErrAbortHandler, which is recovered
 // here so that the request is still counted and metered, then re-raised.
-func serve(b *Backend, w http.ResponseWriter, r *http.Request) (aborted bool) {
+func (g *Gateway) serve(b *Backend, w http.ResponseWriter, r *http.Request) (aborted bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -377,7 +383,7 @@ func serve(b *Backend, w http.ResponseWriter, r *http.Request) (aborted bool) {
 			aborted = true
 		}
 	}()
-	b.proxy.ServeHTTP(w, r)
+	g.proxy(b, w, r)
 	return false
 }
 

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"github.com/modelslot/modelslot/internal/h1"
+
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,19 +188,34 @@ func BenchmarkProxy(b *testing.B) {
 func BenchmarkProxyHTTP(b *testing.B) {
 	ts := benchBackend(b)
 	g, _ := benchGateway(b, Config{}, ts.URL, "")
-	front := httptest.NewServer(g)
-	b.Cleanup(front.Close)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Post(front.URL+"/v1/chat/completions", "application/json", strings.NewReader(benchBody))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
+	// The gateway's own server (as the daemon runs it) and net/http's
+	// (gateway.stdServer), each with a client over loopback in the same
+	// process.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	own := &h1.Server{Handler: g}
+	go own.Serve(ln)
+	b.Cleanup(func() { own.Close() })
+	std := httptest.NewServer(g)
+	b.Cleanup(std.Close)
+	for _, f := range []struct{ name, url string }{{"h1", "http://" + ln.Addr().String()}, {"net-http", std.URL}} {
+		b.Run(f.name, func(b *testing.B) {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+			defer client.CloseIdleConnections()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Post(f.url+"/v1/chat/completions", "application/json", strings.NewReader(benchBody))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/modelslot/modelslot/internal/h1"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -26,12 +28,17 @@ var upstreamModes = []struct {
 	std  bool
 }{{"upstream", false}, {"std-transport", true}}
 
-// front serves g on a real listener.
+// front serves g on a real listener, with the server the daemon uses.
 func front(t *testing.T, g *Gateway) string {
 	t.Helper()
-	ts := httptest.NewServer(g)
-	t.Cleanup(ts.Close)
-	return ts.URL
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &h1.Server{Handler: g}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
 }
 
 // countConns counts the connections a test backend accepts.

@@ -481,12 +481,12 @@ func (c *conn) armWatch() {
 	}
 	c.watchMu.Lock()
 	c.inRequest = true
-	c.watchMu.Unlock()
 	if c.watchTimer == nil {
 		c.watchTimer = time.AfterFunc(d, c.watch)
 	} else {
 		c.watchTimer.Reset(d)
 	}
+	c.watchMu.Unlock()
 }
 
 // watch reads from the connection while the handler runs: an error other

@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// proxy forwards r to b. Plain HTTP/1.1 exchanges with an http:// backend
+// take the direct path below, which does what httputil.ReverseProxy does
+// for them without its per-request copies (a clone of the request and its
+// headers, a client trace, a second context); upgrades, Expect and request
+// trailers, https:// backends and the std transport go through the
+// ReverseProxy.
+func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
+	if !b.direct || r.Header["Upgrade"] != nil || r.Header["Expect"] != nil || len(r.Trailer) > 0 {
+		b.proxy.ServeHTTP(w, r)
+		return
+	}
+	// The request is the gateway's own from here: it becomes the outgoing
+	// one in place.
+	h := r.Header
+	trailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	removeHopByHop(h)
+	if trailers {
+		h["Te"] = []string{"trailers"}
+	}
+	// Forwarding headers from the client are not to be trusted (the
+	// ReverseProxy's Rewrite mode drops them too).
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-For")
+	delete(h, "X-Forwarded-Host")
+	delete(h, "X-Forwarded-Proto")
+	b.prepare(r)
+	r.Close = false
+	r.RequestURI = ""
+	if r.ContentLength == 0 {
+		r.Body = nil // nothing to send, and a retry needs no body again
+	}
+	resp, err := g.upstream.RoundTrip(r)
+	if err != nil {
+		g.proxyError(w, r, err)
+		return
+	}
+	removeHopByHop(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, vv...)
+		} else {
+			dst[k] = vv // the response is ours alone: no copy
+		}
+	}
+	announced := len(resp.Trailer)
+	if n := announced; n > 0 {
+		keys := make([]string, 0, n)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		dst.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	// Streams (SSE, or any answer of unknown length) go out write by
+	// write; an answer of known length in as few writes as the buffer
+	// allows.
+	flush := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if err := copyAnswer(w, resp.Body, flush); err != nil {
+		resp.Body.Close()
+		// The answer broke after its head was sent: abort, so that the
+		// client sees a truncated answer (as the ReverseProxy does).
+		panic(http.ErrAbortHandler)
+	}
+	resp.Body.Close() // before the trailers are read
+	if len(resp.Trailer) == 0 {
+		return
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // trailers need the chunked encoding
+	}
+	for k, vv := range resp.Trailer {
+		if len(resp.Trailer) == announced {
+			dst[k] = vv
+		} else {
+			dst[http.TrailerPrefix+k] = vv
+		}
+	}
+}
+
+// copyAnswer copies the backend's body to the client, flushing after
+// every write when flush is set.
+func copyAnswer(w http.ResponseWriter, body io.Reader, flush bool) error {
+	buf := bufferPool{}.Get()
+	defer bufferPool{}.Put(buf)
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush && flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 that
+// the ReverseProxy removes too.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop headers and those the Connection
+// header names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				delete(h, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
