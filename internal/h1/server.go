@@ -36,6 +36,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,7 +265,9 @@ func (w connWriter) Write(p []byte) (int, error) {
 func (c *conn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
-			c.s.logf("h1: panic serving %s: %v", c.remote, p)
+			if c.s.Log != nil {
+				c.s.Log.Error("panic in the HTTP server", "client", c.remote, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
 		}
 		st := c.state.Swap(stateClosed)
 		if st != stateHijacked {
@@ -464,7 +467,11 @@ func (c *conn) callHandler(w *response, req *http.Request) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				c.s.logf("h1: panic serving %s %s: %v", req.Method, req.URL.Path, p)
+				// A bug in the handler: logged loudly, as net/http does; the
+				// connection is closed and the server goes on.
+				if c.s.Log != nil {
+					c.s.Log.Error("panic serving a request", "method", req.Method, "path", req.URL.Path, "client", c.remote, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				}
 			}
 			ok = false
 		}
