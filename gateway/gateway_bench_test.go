@@ -1,10 +1,7 @@
 package gateway
 
 import (
-	"github.com/modelslot/modelslot/internal/h1"
-
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,23 +181,16 @@ func BenchmarkProxy(b *testing.B) {
 }
 
 // BenchmarkProxyHTTP adds the front listener: a client round trip to the
-// gateway served by net/http, as in production.
+// gateway over loopback in the same process.
 func BenchmarkProxyHTTP(b *testing.B) {
 	ts := benchBackend(b)
 	g, _ := benchGateway(b, Config{}, ts.URL, "")
 	// The gateway's own server (as the daemon runs it) and net/http's
 	// (gateway.stdServer), each with a client over loopback in the same
 	// process.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	own := &h1.Server{Handler: g}
-	go own.Serve(ln)
-	b.Cleanup(func() { own.Close() })
 	std := httptest.NewServer(g)
 	b.Cleanup(std.Close)
-	for _, f := range []struct{ name, url string }{{"h1", "http://" + ln.Addr().String()}, {"net-http", std.URL}} {
+	for _, f := range []struct{ name, url string }{{"h1", front(b, g)}, {"net-http", std.URL}} {
 		b.Run(f.name, func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 			defer client.CloseIdleConnections()

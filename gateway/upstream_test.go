@@ -29,15 +29,15 @@ var upstreamModes = []struct {
 }{{"upstream", false}, {"std-transport", true}}
 
 // front serves g on a real listener, with the server the daemon uses.
-func front(t *testing.T, g *Gateway) string {
-	t.Helper()
+func front(tb testing.TB, g *Gateway) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := &h1.Server{Handler: g}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	tb.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
 }
 
