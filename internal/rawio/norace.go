@@ -2,17 +2,7 @@
 
 package rawio
 
-import (
-	"syscall"
-	"unsafe"
-)
+import "syscall"
 
-func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
-}
-
-func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
-}
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno)  { return rawRead(fd, p) }
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) { return rawWrite(fd, p) }

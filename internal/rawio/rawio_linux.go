@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // maxRW caps one system call, as internal/poll does.
@@ -117,6 +118,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return c.wn, c.opError("write", c.werr)
 	}
 	return c.wn, nil
+}
+
+// rawRead and rawWrite are the raw system calls (see race.go for the race
+// detector's build).
+func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
+}
+
+func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
 }
 
 // CloseWrite half-closes the wrapped connection when it can.
