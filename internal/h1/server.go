@@ -288,9 +288,18 @@ func (c *conn) serve() {
 	if maxHeader <= 0 {
 		maxHeader = 1 << 20
 	}
-	for {
-		if c.s.IdleTimeout > 0 {
+	for first := true; ; first = false {
+		// Waiting for a request: the idle timeout, and for a new
+		// connection the header timeout (a client that connects and sends
+		// nothing is dropped, as by net/http).
+		armed := true
+		switch {
+		case c.s.IdleTimeout > 0:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+		case first && c.s.ReadHeaderTimeout > 0:
+			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+		default:
+			armed = false
 		}
 		// The head's limit counts from its first byte.
 		c.lr.N = maxHeader + 4096
@@ -304,7 +313,7 @@ func (c *conn) serve() {
 		deadline := c.s.ReadHeaderTimeout > 0 && !headBuffered(c.br)
 		if deadline {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
-		} else if c.s.IdleTimeout > 0 {
+		} else if armed {
 			c.nc.SetReadDeadline(time.Time{})
 		}
 		req, err := http.ReadRequest(c.br)

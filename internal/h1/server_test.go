@@ -246,6 +246,16 @@ func TestReadHeaderTimeout(t *testing.T) {
 	if err != nil || len(b) != 0 {
 		t.Fatalf("a head never finished: read %q, %v; want the connection closed", b, err)
 	}
+	// A connection that never sends anything is dropped too.
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(silent); err != nil || len(b) != 0 {
+		t.Fatalf("a silent new connection: read %q, %v; want it closed", b, err)
+	}
 }
 
 // TestClientGoneCancelsRequest: a long request's context ends when its
