@@ -18,8 +18,11 @@ const pendLimit = 2048
 // response is the http.ResponseWriter; each connection reuses one.
 type response struct {
 	c      *conn
-	req    *http.Request
 	header http.Header
+	// What the request asked, taken before the handler runs: a handler
+	// may reuse the request as its own outgoing one and change it (the
+	// gateway's direct proxy path clears Close).
+	head, http11, wantsClose bool
 
 	status      int
 	wroteHeader bool // the status is decided
@@ -36,7 +39,8 @@ type response struct {
 func (w *response) reset(c *conn, req *http.Request) {
 	pend := w.pend[:0]
 	clear(w.header)
-	*w = response{c: c, req: req, header: w.header, clen: -1, pend: pend}
+	*w = response{c: c, header: w.header, clen: -1, pend: pend,
+		head: req.Method == http.MethodHead, http11: req.ProtoAtLeast(1, 1), wantsClose: req.Close}
 }
 
 // Header is the answer's header map.
@@ -60,7 +64,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.noBody = w.req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
+	w.noBody = w.head || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
 	if cl := w.header["Content-Length"]; len(cl) > 0 {
 		if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
 			w.clen = v
@@ -84,7 +88,7 @@ func (w *response) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	if w.noBody {
-		if w.req.Method == http.MethodHead {
+		if w.head {
 			return len(p), nil
 		}
 		return 0, http.ErrBodyNotAllowed
@@ -171,7 +175,7 @@ func (w *response) sendHead() {
 		w.clen = int64(len(w.pend))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.pend))}
 		delete(h, "Transfer-Encoding")
-	case w.req.ProtoAtLeast(1, 1):
+	case w.http11:
 		w.chunked = true
 		h["Transfer-Encoding"] = []string{"chunked"}
 	default:
@@ -185,10 +189,10 @@ func (w *response) sendHead() {
 		}
 	}
 	delete(h, "Connection")
-	if w.closeAfter || w.req.Close || w.c.s.inShutdown.Load() {
+	if w.closeAfter || w.wantsClose || w.c.s.inShutdown.Load() {
 		w.closeAfter = true
 		h["Connection"] = []string{"close"}
-	} else if !w.req.ProtoAtLeast(1, 1) {
+	} else if !w.http11 {
 		h["Connection"] = []string{"keep-alive"}
 	}
 	w.writeStatusLine(w.status)
@@ -325,7 +329,7 @@ func (w *response) writeTrailers() {
 }
 
 func (w *response) keepAlive() bool {
-	return !w.closeAfter && !w.req.Close && w.c.werr == nil
+	return !w.closeAfter && !w.wantsClose && w.c.werr == nil
 }
 
 // httpDate is the Date header's value, formatted once a second.

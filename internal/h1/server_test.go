@@ -145,6 +145,9 @@ func TestStreamNotCoalesced(t *testing.T) {
 
 func TestRawProtocolCases(t *testing.T) {
 	addr := start(t, &Server{MaxHeaderBytes: 1024, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A handler may reuse the request as its own outgoing one (the
+		// gateway does): the server keeps what the client asked.
+		defer func() { r.Close, r.Method, r.Proto, r.ProtoMinor = false, "POST", "HTTP/1.1", 1 }()
 		if r.URL.Path == "/head" {
 			w.Header().Set("Content-Length", "11")
 		}
@@ -165,6 +168,8 @@ func TestRawProtocolCases(t *testing.T) {
 			[]string{"HTTP/1.1 200 OK", "Content-Length: 11\r\n", "hello worldHTTP/1.1 200 OK", "Connection: close"}, nil},
 		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 			[]string{"HTTP/1.1 200 OK", "Connection: keep-alive", "hello world"}, nil},
+		{"HTTP/1.0 closes", "GET / HTTP/1.0\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "Connection: close", "hello world"}, []string{"keep-alive"}},
 		{"HTTP/1.0 stream is close-delimited", "GET /flush HTTP/1.0\r\n\r\n",
 			[]string{"Connection: close", "\r\n\r\nab"}, []string{"chunked"}},
 		{"HTTP/1.1 stream is chunked", "GET /flush HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
