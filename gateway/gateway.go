@@ -349,6 +349,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.proxy(b, w, r)
 		return
 	}
+	var job *mirrorJob
+	if mirrorBody != nil {
+		job = g.mirror.capture(app, r)
+	}
 	mw := getMeterWriter(w, start, slot.rewrite)
 	mw.keepHead = mirrorBody != nil
 	aborted := g.serve(b, mw, r)
@@ -360,7 +364,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Status = 0
 	}
 	if mirrorBody != nil && !aborted {
-		g.mirror.submit(app, r, mirrorBody, s, mw.firstBytes())
+		g.mirror.submit(job, mirrorBody, s, mw.firstBytes())
 	}
 	putMeterWriter(mw)
 	if !g.cfg.DisableMeter && !synthetic {

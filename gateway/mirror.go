@@ -94,25 +94,34 @@ func newMirrorer(g *Gateway) *mirrorer {
 
 // submit queues a mirrored request, or drops it when the queue is full. It
 // never blocks.
-func (m *mirrorer) submit(app *appRoute, r *http.Request, body []byte, prod modelslot.Sample, prodHead []byte) {
+// capture copies what the mirror needs of r before it is proxied: the
+// direct proxy path turns r into the production backend's own request (its
+// URL, query and credentials), which must never reach the shadow.
+func (m *mirrorer) capture(app *appRoute, r *http.Request) *mirrorJob {
 	rule := app.mirror
-	if rule == nil || prod.Status == statusClientClosed {
-		return
-	}
-	st := m.stats(app.name)
-	if !m.started.Load() && !m.start() {
-		st.dropped.Add(1)
-		return
+	if rule == nil {
+		return nil
 	}
 	h := r.Header.Clone()
 	for _, k := range [...]string{"Content-Length", "Cookie", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "X-Modelslot-App", "Accept-Encoding"} {
 		h.Del(k)
 	}
 	h.Set(ShadowHeader, "1")
-	job := &mirrorJob{
-		app: app.name, slot: rule.slot, method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery,
-		header: h, body: body, prod: prod, prodHead: bytes.Clone(prodHead),
+	return &mirrorJob{app: app.name, slot: rule.slot, method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: h}
+}
+
+// submit queues job (from capture) with the request body and production's
+// outcome, or drops it when the queue is full.
+func (m *mirrorer) submit(job *mirrorJob, body []byte, prod modelslot.Sample, prodHead []byte) {
+	if job == nil || prod.Status == statusClientClosed {
+		return
 	}
+	st := m.stats(job.app)
+	if !m.started.Load() && !m.start() {
+		st.dropped.Add(1)
+		return
+	}
+	job.body, job.prod, job.prodHead = body, prod, bytes.Clone(prodHead)
 	select {
 	case m.queue <- job:
 	default:

@@ -354,3 +354,65 @@ func BenchmarkMirrorOverhead(b *testing.B) {
 		b.Logf("user request latency: mirroring off %.0f ns, on %.0f ns, ratio on/off %.3f", nsPerOp[0], nsPerOp[1], nsPerOp[1]/nsPerOp[0])
 	}
 }
+
+// TestMirrorGetsTheClientsRequest: the shadow receives the client's
+// request, never the one made for the production backend (its base path,
+// query parameters and key), on the direct proxy path too.
+func TestMirrorGetsTheClientsRequest(t *testing.T) {
+	s, err := sim.NewChecked(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := httptest.NewServer(http.StripPrefix("/base", s))
+	defer prod.Close()
+	type seen struct {
+		path, query string
+		header      http.Header
+	}
+	got := make(chan seen, 1)
+	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- seen{r.URL.Path, r.URL.RawQuery, r.Header.Clone()}:
+		default:
+		}
+		s.ServeHTTP(w, r)
+	}))
+	defer shadow.Close()
+
+	g := gateway.New(gateway.Config{})
+	defer g.Close()
+	app := &modelslot.App{Name: "default", Routing: modelslot.Routing{Generation: 1},
+		Mirror: &modelslot.MirrorRule{Slot: "staging", Percent: 100}}
+	deps := map[string]*modelslot.Deployment{
+		modelslot.Production: {Revision: "p", Version: "v1", URL: prod.URL + "/base",
+			Headers: map[string]string{"api-key": "prod-secret"}, Query: map[string]string{"api-version": "2024-10-21"}},
+		"staging": {Revision: "s", Version: "v2", URL: shadow.URL},
+	}
+	backends := map[string]*gateway.Backend{}
+	for name, d := range deps {
+		app.Slots = append(app.Slots, &modelslot.Slot{Name: name, Deployment: d})
+		b, err := g.NewBackend(d.URL, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		backends[name] = b
+	}
+	g.Update([]gateway.RouteApp{{App: app, Backends: backends}})
+	front := httptest.NewServer(g)
+	defer front.Close()
+
+	resp := chat(t, front.URL, "2+2?", false)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("production answered %d", resp.StatusCode)
+	}
+	select {
+	case r := <-got:
+		if r.path != "/v1/chat/completions" || r.query != "" || r.header.Get("Api-Key") != "" {
+			t.Fatalf("the shadow got path %q, query %q, api-key %q: production's request, not the client's", r.path, r.query, r.header.Get("Api-Key"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no mirrored request reached the shadow")
+	}
+}
