@@ -437,7 +437,8 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	}
 	w := &c.res
 	w.reset(c, req)
-	upgrade := req.Header["Upgrade"] != nil
+	// Taken before the handler, which may change the request.
+	upgrade, bodyLen := req.Header["Upgrade"] != nil, req.ContentLength
 	if !upgrade {
 		c.armWatch()
 	}
@@ -453,7 +454,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		// off): the client must see a truncated answer, not a complete one.
 		return false
 	}
-	if !b.eof.Load() && b.rc != nil && (req.ContentLength < 0 || req.ContentLength > discardLimit) {
+	if !b.eof.Load() && b.rc != nil && (bodyLen < 0 || bodyLen > discardLimit) {
 		// Too much may be left to read: say that the connection ends.
 		w.closeAfter = true
 	}
