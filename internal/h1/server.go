@@ -230,7 +230,8 @@ type conn struct {
 	cancel context.CancelFunc
 	state  atomic.Int32
 	res    response
-	body   body
+	// body is the current request's body (for the watch; under watchMu).
+	body *body
 	// werr is the first error writing to the client.
 	werr error
 	// linger: the client may still be sending what the server will not
@@ -423,7 +424,10 @@ func isTimeout(err error) bool {
 func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	req.RemoteAddr = c.remote
 	req = req.WithContext(c.ctx)
-	b := &c.body
+	// A body per request: a transport that still reads or closes the
+	// last one after its handler returned (net/http's, writing a request
+	// body to an https backend) must not touch the next.
+	b := new(body)
 	b.reset(req.Body)
 	if req.Body != http.NoBody {
 		req.Body = b
@@ -440,12 +444,15 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	// Taken before the handler, which may change the request.
 	upgrade, bodyLen := req.Header["Upgrade"] != nil, req.ContentLength
 	if !upgrade {
-		c.armWatch()
+		c.armWatch(b)
 	}
 	ok := c.callHandler(w, req)
 	if !upgrade {
 		c.endWatch()
 	}
+	// Reads after the handler (a transport's late ones) fail from now on;
+	// what is left of the body is drained below through b.rc.
+	b.closed.Store(true)
 	if c.state.Load() == stateHijacked {
 		return false
 	}
@@ -491,13 +498,14 @@ func (c *conn) callHandler(w *response, req *http.Request) (ok bool) {
 }
 
 // armWatch starts the timer after which the connection is watched.
-func (c *conn) armWatch() {
+func (c *conn) armWatch(b *body) {
 	d := c.s.WatchAfter
 	if d <= 0 {
 		d = 20 * time.Millisecond
 	}
 	c.watchMu.Lock()
 	c.inRequest = true
+	c.body = b
 	if c.watchTimer == nil {
 		c.watchTimer = time.AfterFunc(d, c.watch)
 	} else {

@@ -512,3 +512,55 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestLateBodyRead: a read of a request's body after its handler returned
+// (net/http's transport, still sending it to an https backend, can do that)
+// fails and leaves the next request on the connection alone.
+func TestLateBodyRead(t *testing.T) {
+	late := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			body := r.Body
+			go func() {
+				time.Sleep(50 * time.Millisecond) // the handler has returned
+				_, err := body.Read(make([]byte, 64))
+				late <- err
+			}()
+			io.WriteString(w, "first")
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	io.WriteString(c, "POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+	select {
+	case err := <-late:
+		if err == nil {
+			t.Fatal("a read of the first body after its handler returned succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read of the first body after its handler returned is still waiting (on the next request's bytes)")
+	}
+	io.WriteString(c, strings.Repeat("z", 40))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != strings.Repeat("z", 40) {
+		t.Fatalf("second request's body arrived as %q", b)
+	}
+}
