@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestProxyHeaders: hop-by-hop headers (and those the Connection header
@@ -92,5 +94,52 @@ func TestProxyBrokenAnswer(t *testing.T) {
 				t.Fatalf("a broken answer read as complete: %q", b)
 			}
 		})
+	}
+}
+
+// TestProxyUpgrade: a protocol upgrade (WebSocket, the Realtime API) passes
+// through the gateway's server and the ReverseProxy, both ways.
+func TestProxyUpgrade(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString("echo " + line)
+			brw.Flush()
+		}
+	}))
+	defer ts.Close()
+	g, _ := benchGateway(t, Config{}, ts.URL, "")
+	c, err := net.Dial("tcp", strings.TrimPrefix(front(t, g), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	for _, msg := range []string{"one\n", "two\n"} {
+		io.WriteString(c, msg)
+		if got, err := br.ReadString('\n'); err != nil || got != "echo "+msg {
+			t.Fatalf("after the upgrade: %q %v", got, err)
+		}
 	}
 }
