@@ -92,8 +92,6 @@ func newMirrorer(g *Gateway) *mirrorer {
 	return &mirrorer{g: g, queue: make(chan *mirrorJob, mirrorQueue), ctx: ctx, cancel: cancel}
 }
 
-// submit queues a mirrored request, or drops it when the queue is full. It
-// never blocks.
 // capture copies what the mirror needs of r before it is proxied: the
 // direct proxy path turns r into the production backend's own request (its
 // URL, query and credentials), which must never reach the shadow.
@@ -111,7 +109,7 @@ func (m *mirrorer) capture(app *appRoute, r *http.Request) *mirrorJob {
 }
 
 // submit queues job (from capture) with the request body and production's
-// outcome, or drops it when the queue is full.
+// outcome, or drops it when the queue is full. It never blocks.
 func (m *mirrorer) submit(job *mirrorJob, body []byte, prod modelslot.Sample, prodHead []byte) {
 	if job == nil || prod.Status == statusClientClosed {
 		return

@@ -15,7 +15,7 @@ import (
 // trailers, https:// backends and the std transport go through the
 // ReverseProxy.
 func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
-	if !b.direct || r.Header["Upgrade"] != nil || r.Header["Expect"] != nil || len(r.Trailer) > 0 {
+	if !b.direct || !plainExchange(r) {
 		b.proxy.ServeHTTP(w, r)
 		return
 	}
@@ -48,14 +48,15 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	dst := w.Header()
 	for k, vv := range resp.Header {
 		if old, ok := dst[k]; ok {
-			dst[k] = append(old, vv...)
+			// A copy: old may be shared (the gateway's own headers).
+			dst[k] = append(old[:len(old):len(old)], vv...)
 		} else {
 			dst[k] = vv // the response is ours alone: no copy
 		}
 	}
 	announced := len(resp.Trailer)
-	if n := announced; n > 0 {
-		keys := make([]string, 0, n)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
 		for k := range resp.Trailer {
 			keys = append(keys, k)
 		}
@@ -86,6 +87,13 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 			dst[http.TrailerPrefix+k] = vv
 		}
 	}
+}
+
+// plainExchange reports whether r needs nothing beyond a plain HTTP/1.1
+// request and answer: no protocol upgrade, no Expect: 100-continue, no
+// request trailers (the gateway's upstream client leaves those to net/http).
+func plainExchange(r *http.Request) bool {
+	return r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && len(r.Trailer) == 0
 }
 
 // copyAnswer copies the backend's body to the client, flushing after

@@ -93,7 +93,7 @@ const probeAfter = time.Millisecond
 
 // RoundTrip implements http.RoundTripper.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || req.Header["Upgrade"] != nil || req.Header["Expect"] != nil || len(req.Trailer) > 0 {
+	if req.URL.Scheme != "http" || !plainExchange(req) {
 		return u.fallback.RoundTrip(req)
 	}
 	addr := req.URL.Host

@@ -225,23 +225,30 @@ func (w *response) writeStatusLine(code int) {
 }
 
 // writeHeaders writes the header map but the trailers declared in
-// trailers; values lose CR and LF (header injection).
+// trailers.
 func (w *response) writeHeaders(trailers []string) {
-	bw := w.c.bw
 	for k, vv := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) || (trailers != nil && declared(trailers, k)) {
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			w.writeField(k, v)
 		}
 	}
+}
+
+// oneLine keeps a header value on its line (no header injection).
+var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
+
+func (w *response) writeField(name, v string) {
+	bw := w.c.bw
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = oneLine.Replace(v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
 }
 
 func declared(trailers []string, k string) bool {
@@ -310,20 +317,17 @@ func (w *response) finish() {
 	bw.Flush()
 }
 
+// writeTrailers writes the declared trailers and those set with
+// http.TrailerPrefix.
 func (w *response) writeTrailers() {
-	bw := w.c.bw
+	declaredKeys := w.header["Trailer"]
 	for k, vv := range w.header {
-		name := k
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			name = strings.TrimPrefix(k, http.TrailerPrefix)
-		} else if t := w.header["Trailer"]; t == nil || !declared(t, k) {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok && (declaredKeys == nil || !declared(declaredKeys, k)) {
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(name)
-			bw.WriteString(": ")
-			bw.WriteString(strings.NewReplacer("\r", " ", "\n", " ").Replace(v))
-			bw.WriteString("\r\n")
+			w.writeField(name, v)
 		}
 	}
 }

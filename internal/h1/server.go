@@ -63,7 +63,8 @@ type Server struct {
 	// watched for a client that hangs up, which cancels the request's
 	// context (default 20ms).
 	WatchAfter time.Duration
-	// Log receives connection errors at debug level (default: discarded).
+	// Log receives connection errors at debug level and handler panics
+	// at error level (default: discarded).
 	Log *slog.Logger
 
 	inShutdown atomic.Bool
@@ -198,7 +199,7 @@ func (s *Server) closeIdle() bool {
 
 func (s *Server) logf(format string, args ...any) {
 	if s.Log != nil && s.Log.Enabled(context.Background(), slog.LevelDebug) {
-		s.Log.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+		s.Log.Debug(fmt.Sprintf(format, args...))
 	}
 }
 
@@ -424,8 +425,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	// A body per request: a transport that still reads or closes the
 	// last one after its handler returned (net/http's, writing a request
 	// body to an https backend) must not touch the next.
-	b := new(body)
-	b.reset(req.Body)
+	b := newBody(req.Body)
 	if req.Body != http.NoBody {
 		req.Body = b
 		if _, ok := req.Header["Expect"]; ok {
@@ -494,12 +494,17 @@ func (c *conn) callHandler(w *response, req *http.Request) (ok bool) {
 	return true
 }
 
+// watchAfter is Server.WatchAfter or its default.
+func (s *Server) watchAfter() time.Duration {
+	if s.WatchAfter > 0 {
+		return s.WatchAfter
+	}
+	return 20 * time.Millisecond
+}
+
 // armWatch starts the timer after which the connection is watched.
 func (c *conn) armWatch(b *body) {
-	d := c.s.WatchAfter
-	if d <= 0 {
-		d = 20 * time.Millisecond
-	}
+	d := c.s.watchAfter()
 	c.watchMu.Lock()
 	c.inRequest = true
 	c.body = b
@@ -522,7 +527,7 @@ func (c *conn) watch() {
 	}
 	if !c.body.done() {
 		// The handler still reads the body: look again later.
-		c.watchTimer.Reset(c.s.WatchAfter + 20*time.Millisecond)
+		c.watchTimer.Reset(c.s.watchAfter())
 		c.watchMu.Unlock()
 		return
 	}
@@ -574,13 +579,13 @@ type body struct {
 	closed atomic.Bool
 }
 
-func (b *body) reset(rc io.ReadCloser) {
-	b.eof.Store(rc == http.NoBody || rc == nil)
-	b.closed.Store(false)
-	b.rc = rc
+func newBody(rc io.ReadCloser) *body {
+	b := &body{rc: rc}
 	if rc == http.NoBody {
 		b.rc = nil
 	}
+	b.eof.Store(b.rc == nil)
+	return b
 }
 
 func (b *body) done() bool { return b.eof.Load() }
