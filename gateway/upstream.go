@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelslot/modelslot/internal/rawio"
+	"github.com/modelslot/modelslot/internal/wire"
 )
 
 // upstream is the gateway's HTTP/1.1 client for plain-http backends (the
@@ -24,9 +25,10 @@ import (
 // a reader goroutine, it writes the request and reads the response on the
 // calling (handler) goroutine over a pool of keep-alive connections: two
 // goroutine hand-offs fewer per request, and no reader goroutine or its
-// stack per idle connection. Answers are parsed by the standard library
-// (http.ReadResponse), so their framing (Content-Length, chunked,
-// close-delimited, HEAD, 1xx) is net/http's own; requests are written by
+// stack per idle connection. Answers are read by internal/wire, which
+// parses plain heads with a Content-Length itself and leaves every other
+// head to http.ReadResponse, so their framing (chunked, close-delimited,
+// HEAD, 1xx) is net/http's own; requests are written by
 // writeRequest in one flush.
 //
 // What it does not do goes to the fallback Transport: https (and so
@@ -269,7 +271,7 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	for {
 		var err error
-		resp, err = http.ReadResponse(c.br, req)
+		resp, err = wire.ReadResponse(c.br, req)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {

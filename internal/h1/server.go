@@ -4,9 +4,11 @@
 // on top of the proxying itself: a context, a response object with its own
 // buffered writer, a header map and a background read (a goroutine and a
 // system call) for every request, and read deadlines set and cleared around
-// every request head. This server keeps net/http's parsing (http.ReadRequest:
-// request line, headers, Content-Length and chunked bodies with their limits)
-// and its Handler interface, and drops the per-request machinery:
+// every request head. This server keeps net/http's Handler interface and
+// its parsing (http.ReadRequest: request line, headers, Content-Length and
+// chunked bodies with their limits), which internal/wire short-cuts for
+// plainly formed heads with the same result, and drops the per-request
+// machinery:
 //
 //   - one goroutine, one pair of buffers and one context per connection,
 //     the response object and its header map reused from one request to the
@@ -46,6 +48,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/modelslot/modelslot/internal/rawio"
+	"github.com/modelslot/modelslot/internal/wire"
 )
 
 // Server serves HTTP/1.x requests to Handler.
@@ -318,7 +321,7 @@ func (c *conn) serve() {
 		} else if armed {
 			c.nc.SetReadDeadline(time.Time{})
 		}
-		req, err := http.ReadRequest(c.br)
+		req, err := wire.ReadRequest(c.ctx, c.br, int(maxHeader))
 		if deadline {
 			c.nc.SetReadDeadline(time.Time{})
 		}
@@ -421,7 +424,6 @@ func isTimeout(err error) bool {
 // connection can carry the next one.
 func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	req.RemoteAddr = c.remote
-	req = req.WithContext(c.ctx)
 	// A body per request: a transport that still reads or closes the
 	// last one after its handler returned (net/http's, writing a request
 	// body to an https backend) must not touch the next.
