@@ -29,7 +29,8 @@ import (
 // parses plain heads with a Content-Length itself and leaves every other
 // head to http.ReadResponse, so their framing (chunked, close-delimited,
 // HEAD, 1xx) is net/http's own; requests are written by
-// writeRequest in one flush.
+// writeRequest in one flush, which on Linux also waits for the answer
+// (rawio.WriteAwaitRead).
 //
 // What it does not do goes to the fallback Transport: https (and so
 // HTTP/2), protocol upgrades, Expect: 100-continue and request trailers.
@@ -77,12 +78,35 @@ type upConn struct {
 	written int64
 	idleAt  time.Time
 	reused  bool
+	// awaiter is conn's WriteAwaitRead (nil without one); await asks
+	// Write to use it.
+	awaiter awaiter
+	await   bool
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
+	if c.await {
+		// The whole request in one write: see writeRequest.
+		c.await = false
+		n, err := c.awaiter.WriteAwaitRead(p)
+		c.written += int64(n)
+		if err != nil && n == len(p) {
+			err = headerTimeout(err) // the wait's, not the write's
+		}
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		p = p[n:]
+	}
 	n, err := c.conn.Write(p)
 	c.written += int64(n)
 	return n, err
+}
+
+// awaiter is a connection that can write a request and then wait for its
+// answer without a read that finds nothing (internal/rawio, on Linux).
+type awaiter interface {
+	WriteAwaitRead(p []byte) (int, error)
 }
 
 // probeAfter: a connection idle for less is reused without the liveness
@@ -167,6 +191,7 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	}
 	conn = rawio.Wrap(conn)
 	c.conn = conn
+	c.awaiter, _ = conn.(awaiter)
 	c.br = bufio.NewReaderSize(conn, 4<<10)
 	return c, nil
 }
@@ -262,22 +287,20 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	if err := c.writeRequest(req); err != nil {
-		return fail(err)
-	}
+	// The header timeout counts from the request's write, which may
+	// already wait for the answer (writeRequest).
 	if c.u.headerTimeout > 0 {
 		c.conn.SetReadDeadline(time.Now().Add(c.u.headerTimeout))
+	}
+	if err := c.writeRequest(req); err != nil {
+		return fail(err)
 	}
 	var resp *http.Response
 	for {
 		var err error
 		resp, err = wire.ReadResponse(c.br, req)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
-				err = errHeaderTimeout
-			}
-			return fail(err)
+			return fail(headerTimeout(err))
 		}
 		// Informational answers (100 Continue, 103 Early Hints) precede
 		// the real one; a 101 was never asked for.
@@ -393,7 +416,13 @@ func (c *upConn) writeRequest(req *http.Request) error {
 			return err
 		}
 	}
-	return bw.Flush()
+	// A request that fits the buffer goes out in one write, which then
+	// waits for the answer without a first read that finds nothing: the
+	// backend cannot answer before it has the request's first byte.
+	c.await = c.awaiter != nil && c.written == 0
+	err := bw.Flush()
+	c.await = false
+	return err
 }
 
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
@@ -404,6 +433,17 @@ func headerValue(v string) string {
 		return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	return v
+}
+
+// headerTimeout turns the read deadline's timeout into errHeaderTimeout
+// (the deadline a cancellation sets is not: roundTrip's fail reports the
+// context's error first).
+func headerTimeout(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errHeaderTimeout
+	}
+	return err
 }
 
 // errHeaderTimeout is a timeout the proxy reports as 504.

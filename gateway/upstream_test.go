@@ -334,6 +334,41 @@ func TestUpstreamClientCancelReachesBackend(t *testing.T) {
 	}
 }
 
+// A client that leaves while the backend has not answered yet (the
+// upstream client then waits for the answer's first byte, see
+// rawio.WriteAwaitRead) still ends the backend's request.
+func TestUpstreamClientCancelBeforeTheAnswer(t *testing.T) {
+	for _, m := range upstreamModes {
+		t.Run(m.name, func(t *testing.T) {
+			arrived, cancelled := make(chan struct{}), make(chan struct{})
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// net/http sees a connection end only once the body is read.
+				io.ReadAll(r.Body)
+				close(arrived)
+				<-r.Context().Done()
+				close(cancelled)
+			}))
+			defer ts.Close()
+			g, _ := benchGateway(t, Config{StdUpstream: m.std}, ts.URL, "")
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, front(t, g)+"/v1/chat/completions", strings.NewReader(`{}`))
+			done := make(chan error, 1)
+			go func() {
+				_, err := http.DefaultClient.Do(req)
+				done <- err
+			}()
+			<-arrived
+			cancel()
+			<-done
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the backend's request was not cancelled after the client went away")
+			}
+		})
+	}
+}
+
 func TestUpstreamErrors(t *testing.T) {
 	for _, m := range upstreamModes {
 		t.Run(m.name, func(t *testing.T) {

@@ -15,6 +15,10 @@
 // can run as raw system calls, as the runtime's own netpoller does. Deadlines,
 // Close and the netpoller's waiting stay those of the wrapped net.Conn.
 //
+// For a request-answer exchange, WriteAwaitRead writes the request and waits
+// for the answer without first making the read that finds nothing (EAGAIN)
+// with which every netpoller read begins.
+//
 // A Conn's Read must not be called from two goroutines at once, nor its
 // Write (one reader and one writer at a time is fine).
 package rawio

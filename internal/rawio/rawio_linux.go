@@ -16,8 +16,8 @@ const maxRW = 1 << 30
 // Conn is a net.Conn whose Read and Write are raw system calls.
 type Conn struct {
 	net.Conn
-	rc              syscall.RawConn
-	readFn, writeFn func(uintptr) bool
+	rc                       syscall.RawConn
+	readFn, writeFn, awaitFn func(uintptr) bool
 
 	rp   []byte
 	rn   int
@@ -25,6 +25,10 @@ type Conn struct {
 	wp   []byte
 	wn   int
 	werr syscall.Errno
+	// written: WriteAwaitRead has written its bytes and waits.
+	written bool
+	// eagain counts reads that found nothing (for tests).
+	eagain int
 }
 
 // Wrap returns c with raw reads and writes, or c itself when it has no
@@ -40,7 +44,7 @@ func Wrap(c net.Conn) net.Conn {
 	}
 	w := &Conn{Conn: c, rc: rc}
 	// Method values made once: a closure per call would allocate.
-	w.readFn, w.writeFn = w.read, w.write
+	w.readFn, w.writeFn, w.awaitFn = w.read, w.write, w.writeAwait
 	return w
 }
 
@@ -51,6 +55,7 @@ func (c *Conn) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			c.eagain++
 			return false // wait in the netpoller, then call again
 		}
 		c.rn, c.rerr = int(n), e
@@ -118,6 +123,59 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return c.wn, c.opError("write", c.werr)
 	}
 	return c.wn, nil
+}
+
+// WriteAwaitRead writes p, then waits until the connection has something
+// to read, an error or its read deadline, without the read that Read makes
+// before it waits (on a request just sent, that read finds nothing: one
+// system call of five per proxied request).
+//
+// The netpoller clears a connection's readiness before every wait, and only
+// what arrives after that raises it again; a Read therefore has to read
+// first, in case its bytes came before. Here the readiness is cleared before
+// the write: for a peer that says nothing until it has the request, such as
+// an HTTP/1.1 server, everything it answers arrives after that, and wakes
+// the wait. (The caller must not use it where the peer may have sent
+// something unasked since the last read.)
+//
+// It returns the bytes written: fewer than len(p), with a nil error, when
+// the send buffer filled up, and the caller writes the rest with Write and
+// reads as usual. It must not run at the same time as Write or Read.
+func (c *Conn) WriteAwaitRead(p []byte) (int, error) {
+	c.wp, c.wn, c.werr, c.written = p, 0, 0, false
+	err := c.rc.Read(c.awaitFn)
+	c.wp = nil
+	switch {
+	case c.werr != 0:
+		return c.wn, c.opError("write", c.werr)
+	case err != nil:
+		return c.wn, err
+	}
+	return c.wn, nil
+}
+
+// writeAwait runs under the read side of the netpoller (rc.Read): its first
+// call writes and asks to wait; the next, after the wait, ends it.
+func (c *Conn) writeAwait(fd uintptr) bool {
+	if c.written {
+		return true // readable, or a spurious wake-up: Read will tell
+	}
+	for len(c.wp) > 0 {
+		n, e := sysWrite(fd, c.wp)
+		switch e {
+		case 0:
+			c.wn += n
+			c.wp = c.wp[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true // the send buffer is full: the rest is Write's
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	c.written = true
+	return false
 }
 
 // rawRead and rawWrite are the raw system calls (see race.go for the race

@@ -1,7 +1,10 @@
 package rawio
 
 import (
+	"bytes"
+	"errors"
 	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -54,5 +57,98 @@ func TestRawSyscalls(t *testing.T) {
 	}
 	if n != 0 || e != 0 {
 		t.Fatalf("rawRead after the peer closed: %d, %v; want 0 (end of file)", n, e)
+	}
+}
+
+// TestWriteAwaitRead: the request goes out, the wait ends when the answer
+// arrives, and the Read after it finds the answer at once, where a Write
+// and a Read first find nothing (EAGAIN) and then wait.
+func TestWriteAwaitRead(t *testing.T) {
+	c, peer := pair(t)
+	w := c.(*Conn)
+	answer := func() {
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(peer, buf); err != nil {
+			t.Error(err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the answer comes late
+		peer.Write([]byte("pong"))
+	}
+	buf := make([]byte, 16)
+
+	go answer()
+	if n, err := w.Write([]byte("ping")); n != 4 || err != nil {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	if n, err := w.Read(buf); n != 4 || err != nil {
+		t.Fatalf("Read: %q, %v", buf[:n], err)
+	}
+	if w.eagain == 0 {
+		t.Fatal("a Read before the answer found nothing and waited: want an EAGAIN counted")
+	}
+
+	w.eagain = 0
+	go answer()
+	if n, err := w.WriteAwaitRead([]byte("ping")); n != 4 || err != nil {
+		t.Fatalf("WriteAwaitRead: %d, %v", n, err)
+	}
+	if n, err := w.Read(buf); n != 4 || err != nil || string(buf[:4]) != "pong" {
+		t.Fatalf("Read after WriteAwaitRead: %q, %v", buf[:n], err)
+	}
+	if w.eagain != 0 {
+		t.Fatalf("%d reads found nothing after WriteAwaitRead, want 0", w.eagain)
+	}
+}
+
+// TestWriteAwaitReadDeadline: a peer that never answers ends the wait at
+// the read deadline, with everything written; the end of the connection
+// ends it too.
+func TestWriteAwaitReadDeadline(t *testing.T) {
+	c, peer := pair(t)
+	w := c.(*Conn)
+	w.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	n, err := w.WriteAwaitRead([]byte("ping"))
+	var ne net.Error
+	if n != 4 || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("WriteAwaitRead to a silent peer: %d, %v; want 4 and a timeout", n, err)
+	}
+	w.SetReadDeadline(time.Time{})
+	go func() {
+		buf := make([]byte, 8)
+		io.ReadFull(peer, buf[:4])
+		peer.Close()
+	}()
+	if n, err := w.WriteAwaitRead([]byte("ping")); n != 4 || err != nil {
+		t.Fatalf("WriteAwaitRead to a peer that hangs up: %d, %v", n, err)
+	}
+	buf := make([]byte, 8)
+	// The first ping is still unread by the peer when it closes: a reset
+	// or the end of file, either way an error.
+	if _, err := w.Read(buf); err == nil {
+		t.Fatal("Read after the peer hung up: no error")
+	}
+}
+
+// TestWriteAwaitReadFullBuffer: when the send buffer fills up, it returns
+// what it wrote, and the caller writes the rest.
+func TestWriteAwaitReadFullBuffer(t *testing.T) {
+	c, peer := pair(t)
+	w := c.(*Conn)
+	big := bytes.Repeat([]byte("x"), 64<<20)
+	n, err := w.WriteAwaitRead(big)
+	if err != nil || n == 0 || n >= len(big) {
+		t.Fatalf("WriteAwaitRead of 64 MiB to a peer that does not read: %d, %v; want part of it", n, err)
+	}
+	got := make(chan int64, 1)
+	go func() {
+		m, _ := io.CopyN(io.Discard, peer, int64(len(big)))
+		got <- m
+	}()
+	if m, err := w.Write(big[n:]); err != nil || n+m != len(big) {
+		t.Fatalf("Write of the rest: %d, %v", m, err)
+	}
+	if m := <-got; m != int64(len(big)) {
+		t.Fatalf("peer read %d bytes, want %d", m, len(big))
 	}
 }
