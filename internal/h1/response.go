@@ -296,7 +296,10 @@ func (w *response) writeBody(p []byte) {
 }
 
 // finish ends the answer after the handler has returned.
-func (w *response) finish() {
+// finish ends the answer. await: the request was read to its end and
+// nothing of a next one is buffered, so that the last write may wait for
+// the next request (see connWriter).
+func (w *response) finish(await bool) {
 	w.handlerDone = true
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
@@ -314,7 +317,9 @@ func (w *response) finish() {
 		// wait for the rest on a connection that goes on.
 		w.closeAfter = true
 	}
+	w.c.await = await && w.keepAlive() && w.c.aw != nil && bw.Buffered() > 0
 	bw.Flush()
+	w.c.await = false
 }
 
 // writeTrailers writes the declared trailers and those set with

@@ -212,6 +212,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.lr.N = math.MaxInt64
 	c.br = bufio.NewReaderSize(&c.lr, 4096)
 	c.bw = bufio.NewWriterSize(connWriter{c}, 4096)
+	c.aw, _ = c.rw.(awaiter)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.res.header = http.Header{}
 	if a := nc.RemoteAddr(); a != nil {
@@ -241,6 +242,11 @@ type conn struct {
 	// linger: the client may still be sending what the server will not
 	// read (an unread body); see closeWriteAndDrain.
 	linger bool
+	// aw is rw's WriteAwaitRead (nil without); await asks the next write
+	// to use it, and awaitSet says that it set a read deadline.
+	aw       awaiter
+	await    bool
+	awaitSet bool
 
 	date    []byte
 	dateSec int64
@@ -260,9 +266,40 @@ type conn struct {
 type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
-	n, err := w.c.rw.Write(p)
-	if err != nil && w.c.werr == nil {
-		w.c.werr = err
+	c := w.c
+	var n int
+	var err error
+	if c.await {
+		n, err = c.awaitNext(p)
+	} else {
+		n, err = c.rw.Write(p)
+	}
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	return n, err
+}
+
+// awaitFallback bounds the wait of awaitNext.
+const awaitFallback = 20 * time.Millisecond
+
+// awaitNext writes the last bytes of an answer and waits for the next
+// request without the read that finds nothing (rawio.WriteAwaitRead), one
+// system call of five per proxied request. The readiness that wakes the
+// wait is cleared before the write, so bytes the client sent since the
+// last read, which only a pipelining client does, would not wake it: the
+// wait is bounded by awaitFallback, after which the serve loop reads as
+// usual, so such a client is delayed, never stuck.
+func (c *conn) awaitNext(p []byte) (int, error) {
+	c.nc.SetReadDeadline(time.Now().Add(awaitFallback))
+	c.awaitSet = true
+	n, err := c.aw.WriteAwaitRead(p)
+	if err != nil && n == len(p) {
+		err = nil // the wait's end: the next read tells
+	}
+	if err == nil && n < len(p) {
+		m, werr := c.rw.Write(p[n:])
+		n, err = n+m, werr
 	}
 	return n, err
 }
@@ -303,9 +340,13 @@ func (c *conn) serve() {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
 		case first && c.s.ReadHeaderTimeout > 0:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+		case c.awaitSet:
+			c.nc.SetReadDeadline(time.Time{}) // awaitNext's
+			armed = false
 		default:
 			armed = false
 		}
+		c.awaitSet = false
 		// The head's limit counts from its first byte.
 		c.lr.N = maxHeader + 4096
 		if _, err := c.br.Peek(1); err != nil {
@@ -464,7 +505,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		// Too much may be left to read: say that the connection ends.
 		w.closeAfter = true
 	}
-	w.finish()
+	w.finish((b.eof.Load() || b.rc == nil) && c.br.Buffered() == 0 && !c.s.inShutdown.Load())
 	if c.werr != nil {
 		return false
 	}
@@ -572,6 +613,12 @@ func (c *conn) endWatch() {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
+
+// awaiter is a connection that can write and then wait for an answer
+// without a first read (internal/rawio, on Linux).
+type awaiter interface {
+	WriteAwaitRead(p []byte) (int, error)
+}
 
 // body wraps the request body: it records the end of the body (for the
 // watch and for keep-alive) and never lets Close drain an unbounded body.

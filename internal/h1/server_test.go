@@ -567,3 +567,54 @@ func TestLateBodyRead(t *testing.T) {
 		t.Fatalf("second request's body arrived as %q", b)
 	}
 }
+
+// TestPipelinedDuringHandler: a request the client pipelines while the
+// previous one's handler runs arrives after the server's last read and
+// before the answer's write, which then waits for the next request
+// (awaitNext) without being woken by it: the bounded wait still serves it.
+// A client that sends its next request after the answer wakes the wait.
+func TestPipelinedDuringHandler(t *testing.T) {
+	running := make(chan struct{}, 2)
+	proceed := make(chan struct{}, 2)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if r.URL.Path == "/wait" {
+			running <- struct{}{}
+			<-proceed
+		}
+		io.WriteString(w, r.URL.Path)
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	read := func(want string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want {
+			t.Fatalf("answer %q, want %q", body, want)
+		}
+	}
+	const post = "POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+	for range 3 {
+		fmt.Fprintf(c, post, "/wait")
+		<-running
+		fmt.Fprintf(c, post, "/next") // while the handler runs
+		time.Sleep(10 * time.Millisecond)
+		proceed <- struct{}{}
+		read("/wait")
+		read("/next")
+	}
+	// Not pipelined: each request after the previous answer.
+	for range 3 {
+		fmt.Fprintf(c, post, "/plain")
+		read("/plain")
+	}
+}
