@@ -32,10 +32,14 @@ type Results struct {
 	Latency    map[string]map[string]*LatencyFig `json:"latency,omitempty"`
 	Saturation map[string]*SatFig                `json:"saturation,omitempty"`
 	Ratios     map[string]float64                `json:"ratios,omitempty"`
-	Frontier   map[string]*FrontierFig           `json:"frontier,omitempty"`
-	Streaming  map[string]*StreamFig             `json:"streaming,omitempty"`
-	Meter      *MeterFig                         `json:"meter,omitempty"`
-	Swap       *SwapFig                          `json:"swap,omitempty"`
+	// PairedRatios are the medians (and spread) of each round's ratio:
+	// both rates of a pair come from the same round, so the host's drift
+	// from round to round cancels out.
+	PairedRatios map[string]spread       `json:"pairedRatios,omitempty"`
+	Frontier     map[string]*FrontierFig `json:"frontier,omitempty"`
+	Streaming    map[string]*StreamFig   `json:"streaming,omitempty"`
+	Meter        *MeterFig               `json:"meter,omitempty"`
+	Swap         *SwapFig                `json:"swap,omitempty"`
 }
 
 type Machine struct {
@@ -85,6 +89,20 @@ func (r *Results) computeRatios() {
 	for _, base := range []string{"direct", "nginx", "haproxy"} {
 		if b := r.Saturation[base]; b != nil && gw != nil && b.RPS.Median > 0 {
 			r.Ratios["modelslot/"+base] = gw.RPS.Median / b.RPS.Median
+		}
+		if b := r.Saturation[base]; b != nil && gw != nil && len(b.RoundRPS) == len(gw.RoundRPS) && len(b.RoundRPS) > 0 {
+			var v []float64
+			for i, x := range b.RoundRPS {
+				if x > 0 {
+					v = append(v, gw.RoundRPS[i]/x)
+				}
+			}
+			if len(v) > 0 {
+				if r.PairedRatios == nil {
+					r.PairedRatios = map[string]spread{}
+				}
+				r.PairedRatios["modelslot/"+base] = spreadOf(v)
+			}
 		}
 	}
 }
@@ -165,13 +183,22 @@ func (r *Results) markdown() string {
 			}
 			w("| %s | %s | %s | %.1f | %d |\n", name, sp(s.RPS), sp(s.CPUUsPerReq), s.RSSMiB, s.Errors)
 		}
-		w("\nRatios (medians): ")
+		w("\nRatios of the medians: ")
 		for _, k := range []string{"modelslot/direct", "modelslot/nginx", "modelslot/haproxy"} {
 			if v, ok := r.Ratios[k]; ok {
 				w("**%s %.2f**  ", k, v)
 			}
 		}
 		w("\n")
+		if len(r.PairedRatios) > 0 {
+			w("\nPaired ratios (median of each round's ratio [min..max]; both rates of a pair from the same round): ")
+			for _, k := range []string{"modelslot/direct", "modelslot/nginx", "modelslot/haproxy"} {
+				if v, ok := r.PairedRatios[k]; ok {
+					w("**%s %.2f** [%.2f..%.2f]  ", k, v.Median, v.Min, v.Max)
+				}
+			}
+			w("\n")
+		}
 	}
 	if len(r.Frontier) > 0 {
 		w("\n## Throughput frontier (open loop, %d connections)\n\n", frontierConns)

@@ -124,11 +124,13 @@ func summariseRound(e *env, round map[string]loadResult) string {
 
 // SatFig is one target at saturation.
 type SatFig struct {
-	RPS         spread  `json:"rps"`
-	CPUUsPerReq spread  `json:"cpuUsPerRequest"`
-	RSSMiB      float64 `json:"rssMiB"`
-	Errors      int64   `json:"errors"`
-	FirstError  string  `json:"firstError,omitempty"`
+	RPS spread `json:"rps"`
+	// RoundRPS is each round's rate, in round order (for paired ratios).
+	RoundRPS    []float64 `json:"roundRps"`
+	CPUUsPerReq spread    `json:"cpuUsPerRequest"`
+	RSSMiB      float64   `json:"rssMiB"`
+	Errors      int64     `json:"errors"`
+	FirstError  string    `json:"firstError,omitempty"`
 }
 
 // saturationScenario runs closed-loop load from SatConns connections and
@@ -164,6 +166,7 @@ func saturationScenario(ctx context.Context, e *env, p params) map[string]*SatFi
 		e.logf("  saturation round %d: %s", r+1, line)
 	}
 	for name, f := range out {
+		f.RoundRPS = rps[name]
 		f.RPS = spreadOf(rps[name])
 		f.CPUUsPerReq = spreadOf(cpu[name])
 	}

@@ -86,3 +86,25 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 }
+
+// TestPairedRatios: each round's ratio is taken within the round, so a
+// host that gets faster from round to round does not move it.
+func TestPairedRatios(t *testing.T) {
+	r := &Results{Saturation: map[string]*SatFig{
+		"modelslot": {RoundRPS: []float64{800, 1600, 3200}},
+		"nginx":     {RoundRPS: []float64{1000, 2000, 4000}},
+	}}
+	for name, f := range r.Saturation {
+		r.Saturation[name].RPS = spreadOf(f.RoundRPS)
+	}
+	r.computeRatios()
+	if got := r.PairedRatios["modelslot/nginx"]; got.Median != 0.8 || got.Min != 0.8 || got.Max != 0.8 {
+		t.Errorf("paired modelslot/nginx = %+v, want 0.8 in every round", got)
+	}
+	if got := r.Ratios["modelslot/nginx"]; got != 0.8 {
+		t.Errorf("ratio of the medians = %v, want 0.8", got)
+	}
+	if _, ok := r.PairedRatios["modelslot/haproxy"]; ok {
+		t.Error("a paired ratio for a target that did not run")
+	}
+}
