@@ -36,6 +36,19 @@ func start(t *testing.T, s *Server) string {
 	return ln.Addr().String()
 }
 
+// dialRaw connects to addr for a test that writes raw requests and reads
+// the answers from the returned reader, within ten seconds.
+func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
 // exchange writes raw request bytes and returns everything the server
 // sends until it closes the connection or a second passes quietly.
 func exchange(t *testing.T, addr, raw string) string {
@@ -535,13 +548,7 @@ func TestLateBodyRead(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		w.Write(b)
 	})})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, addr)
 	io.WriteString(c, "POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd")
 	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
 		t.Fatal(resp, err)
@@ -584,13 +591,7 @@ func TestPipelinedDuringHandler(t *testing.T) {
 		}
 		io.WriteString(w, r.URL.Path)
 	})})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, addr)
 	read := func(want string) {
 		t.Helper()
 		resp, err := http.ReadResponse(br, nil)

@@ -120,6 +120,21 @@ func (fs *fields) scan(b []byte, off int) bool {
 	}
 }
 
+// fieldsAt reads the header fields of the head b, whose start line ends at
+// b[i] (its CRLF), and returns the head as one string (which then holds
+// the start line's parts and every name and value) and the header map.
+func fieldsAt(b []byte, i int) (string, http.Header, bool) {
+	if i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
+		return "", nil, false
+	}
+	var fs fields
+	if !fs.scan(b, i+2) {
+		return "", nil, false
+	}
+	s := string(b)
+	return s, fs.header(s), true
+}
+
 // header builds the header map from the head as a string, as textproto
 // does: canonical names, values in order, one backing array for the
 // single values.
@@ -248,18 +263,8 @@ func fastRequest(ctx context.Context, br *bufio.Reader, maxHead int) *http.Reque
 	if !ok {
 		return nil
 	}
-	i += 9
-	if i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
-		return nil
-	}
-	var fs fields
-	if !fs.scan(b, i+2) {
-		return nil
-	}
-	// One string holds the method, the target and every name and value.
-	s := string(b)
-	h := fs.header(s)
-	if len(h["Host"]) > 1 || h["Transfer-Encoding"] != nil {
+	s, h, ok := fieldsAt(b, i+9)
+	if !ok || len(h["Host"]) > 1 || h["Transfer-Encoding"] != nil {
 		return nil
 	}
 	n, ok := contentLength(h)
@@ -330,16 +335,8 @@ func fastResponse(br *bufio.Reader, req *http.Request) *http.Response {
 		for i++; i < len(b) && valueByte[b[i]]; i++ {
 		}
 	}
-	if i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
-		return nil
-	}
-	var fs fields
-	if !fs.scan(b, i+2) {
-		return nil
-	}
-	s := string(b)
-	h := fs.header(s)
-	if h["Transfer-Encoding"] != nil {
+	s, h, ok := fieldsAt(b, i)
+	if !ok || h["Transfer-Encoding"] != nil {
 		return nil
 	}
 	n, ok := contentLength(h)

@@ -128,16 +128,8 @@ func compareRequest(t *testing.T, raw []byte) bool {
 	got := fastRequest(context.Background(), fbr, 1<<20)
 	sbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
 	want, werr := http.ReadRequest(sbr)
-	if got == nil {
-		// Left untouched for net/http.
-		rest, _ := io.ReadAll(fbr)
-		if !bytes.Equal(rest, raw) {
-			t.Fatalf("fell back after consuming input: left %q of %q", rest, raw)
-		}
+	if !accepted(t, got != nil, fbr, raw, werr) {
 		return false
-	}
-	if werr != nil {
-		t.Fatalf("accepted %q, which net/http refuses: %v", raw, werr)
 	}
 	type view struct {
 		Method, Proto, Host, RequestURI string
@@ -158,6 +150,24 @@ func compareRequest(t *testing.T, raw []byte) bool {
 		t.Fatalf("request %q:\n got %+v\nwant %+v", raw, g, w)
 	}
 	compareRest(t, raw, got.Body, fbr, want.Body, sbr)
+	return true
+}
+
+// accepted reports whether the fast path took raw: if it did, net/http
+// must accept raw too (werr is its error); if not, the buffer must be left
+// untouched for net/http.
+func accepted(t *testing.T, fast bool, fbr *bufio.Reader, raw []byte, werr error) bool {
+	t.Helper()
+	if !fast {
+		rest, _ := io.ReadAll(fbr)
+		if !bytes.Equal(rest, raw) {
+			t.Fatalf("fell back after consuming input: left %q of %q", rest, raw)
+		}
+		return false
+	}
+	if werr != nil {
+		t.Fatalf("accepted %q, which net/http refuses: %v", raw, werr)
+	}
 	return true
 }
 
@@ -251,15 +261,8 @@ func compareResponse(t *testing.T, method string, raw []byte) bool {
 	got := fastResponse(fbr, req)
 	sbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
 	want, werr := http.ReadResponse(sbr, req)
-	if got == nil {
-		rest, _ := io.ReadAll(fbr)
-		if !bytes.Equal(rest, raw) {
-			t.Fatalf("fell back after consuming input: left %q of %q", rest, raw)
-		}
+	if !accepted(t, got != nil, fbr, raw, werr) {
 		return false
-	}
-	if werr != nil {
-		t.Fatalf("accepted %q, which net/http refuses: %v", raw, werr)
 	}
 	type view struct {
 		Status, Proto          string
