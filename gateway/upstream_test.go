@@ -165,11 +165,22 @@ func TestUpstreamResponseFramings(t *testing.T) {
 		{"early hints first", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello"},
 		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", ""},
 		{"connection close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello", "hello"},
+		// Sent in pieces ("|"), 20 ms apart: the wait for the answer ends
+		// with its first piece, and the rest of the head is read after it.
+		{"head in pieces", "HTTP/1.1 200 OK\r\nContent-|Length: 5\r\n\r|\nhel|lo", "hello"},
+		{"chunked in pieces", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel|\r\n2\r\nlo\r\n0\r\n\r\n", "hello"},
 	}
 	for _, m := range upstreamModes {
 		for _, tc := range cases {
 			t.Run(m.name+"/"+tc.name, func(t *testing.T) {
-				backend := rawBackend(t, func(_ int, _ *http.Request, c net.Conn) { io.WriteString(c, tc.answer) })
+				backend := rawBackend(t, func(_ int, _ *http.Request, c net.Conn) {
+					for i, piece := range strings.Split(tc.answer, "|") {
+						if i > 0 {
+							time.Sleep(20 * time.Millisecond)
+						}
+						io.WriteString(c, piece)
+					}
+				})
 				g, _ := benchGateway(t, Config{StdUpstream: m.std}, backend, "")
 				url := front(t, g)
 				for i := range 3 {

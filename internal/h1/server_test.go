@@ -613,9 +613,14 @@ func TestPipelinedDuringHandler(t *testing.T) {
 		read("/wait")
 		read("/next")
 	}
-	// Not pipelined: each request after the previous answer.
+	// Not pipelined: each request after the previous answer, the last
+	// one's head in two pieces (the wait ends with the first).
 	for range 3 {
 		fmt.Fprintf(c, post, "/plain")
 		read("/plain")
 	}
+	io.WriteString(c, "POST /pieces HTTP/1.1\r\nHo")
+	time.Sleep(20 * time.Millisecond)
+	io.WriteString(c, "st: h\r\nContent-Length: 2\r\n\r\n{}")
+	read("/pieces")
 }
