@@ -80,7 +80,7 @@ type upConn struct {
 	reused  bool
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
-	awaiter awaiter
+	awaiter rawio.Awaiter
 	await   bool
 }
 
@@ -103,17 +103,11 @@ func (c *upConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// awaiter is a connection that can write a request and then wait for its
-// answer without a read that finds nothing (internal/rawio, on Linux).
-type awaiter interface {
-	WriteAwaitRead(p []byte) (int, error)
-}
-
 // probeAfter: a connection idle for less is reused without the liveness
 // probe. No server closes a keep-alive connection for idleness that soon,
 // and at load most connections come back within microseconds: the probe,
-// one system call of the six a request costs, is skipped where it almost
-// never finds anything. (A backend that dies within that millisecond is
+// a system call on top of the four a request needs, is skipped where it
+// almost never finds anything. (A backend that dies within that millisecond is
 // found when the connection is used, as with net/http's Transport.)
 const probeAfter = time.Millisecond
 
@@ -191,7 +185,7 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	}
 	conn = rawio.Wrap(conn)
 	c.conn = conn
-	c.awaiter, _ = conn.(awaiter)
+	c.awaiter, _ = conn.(rawio.Awaiter)
 	c.br = bufio.NewReaderSize(conn, 4<<10)
 	return c, nil
 }
@@ -286,11 +280,6 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errBackendClosed
 		}
 		return nil, err
-	}
-	// The header timeout counts from the request's write, which may
-	// already wait for the answer (writeRequest).
-	if c.u.headerTimeout > 0 {
-		c.conn.SetReadDeadline(time.Now().Add(c.u.headerTimeout))
 	}
 	if err := c.writeRequest(req); err != nil {
 		return fail(err)
@@ -416,9 +405,13 @@ func (c *upConn) writeRequest(req *http.Request) error {
 			return err
 		}
 	}
-	// A request that fits the buffer goes out in one write, which then
-	// waits for the answer without a first read that finds nothing: the
-	// backend cannot answer before it has the request's first byte.
+	// The header timeout counts from the request's last write, which may
+	// already wait for the answer: a request that fits the buffer goes out
+	// in one write, which then waits without a first read that finds
+	// nothing (the backend cannot answer before the request's first byte).
+	if c.u.headerTimeout > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(c.u.headerTimeout))
+	}
 	c.await = c.awaiter != nil && c.written == 0
 	err := bw.Flush()
 	c.await = false

@@ -29,7 +29,6 @@ package h1
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -212,7 +211,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.lr.N = math.MaxInt64
 	c.br = bufio.NewReaderSize(&c.lr, 4096)
 	c.bw = bufio.NewWriterSize(connWriter{c}, 4096)
-	c.aw, _ = c.rw.(awaiter)
+	c.aw, _ = c.rw.(rawio.Awaiter)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.res.header = http.Header{}
 	if a := nc.RemoteAddr(); a != nil {
@@ -244,7 +243,7 @@ type conn struct {
 	linger bool
 	// aw is rw's WriteAwaitRead (nil without); await asks the next write
 	// to use it, and awaitSet says that it set a read deadline.
-	aw       awaiter
+	aw       rawio.Awaiter
 	await    bool
 	awaitSet bool
 
@@ -356,7 +355,7 @@ func (c *conn) serve() {
 			return // closed by Shutdown while the request arrived
 		}
 		// A head already whole in the buffer cannot block: no deadline.
-		deadline := c.s.ReadHeaderTimeout > 0 && !headBuffered(c.br)
+		deadline := c.s.ReadHeaderTimeout > 0 && wire.HeadLen(c.br) < 0
 		if deadline {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 		} else if armed {
@@ -382,12 +381,6 @@ func (c *conn) serve() {
 			return
 		}
 	}
-}
-
-// headBuffered reports whether the read buffer holds a whole request head.
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // checkRequest applies the server-side rules that http.ReadRequest leaves
@@ -613,12 +606,6 @@ func (c *conn) endWatch() {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
-
-// awaiter is a connection that can write and then wait for an answer
-// without a first read (internal/rawio, on Linux).
-type awaiter interface {
-	WriteAwaitRead(p []byte) (int, error)
-}
 
 // body wraps the request body: it records the end of the body (for the
 // watch and for keep-alive) and never lets Close drain an unbounded body.

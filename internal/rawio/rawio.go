@@ -23,5 +23,10 @@
 // Write (one reader and one writer at a time is fine).
 package rawio
 
+// Awaiter is a connection with WriteAwaitRead (a Conn, on Linux).
+type Awaiter interface {
+	WriteAwaitRead(p []byte) (int, error)
+}
+
 // CloseWriter is implemented by TCP connections (half-close).
 type CloseWriter interface{ CloseWrite() error }

@@ -55,9 +55,9 @@ func ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	return http.ReadResponse(br, req)
 }
 
-// headEnd returns the length of the head whole in br's buffer (up to and
-// including the blank line), or -1.
-func headEnd(br *bufio.Reader) int {
+// HeadLen returns the length of the head whole in br's buffer (up to and
+// including the blank line), or -1: reading a head of -1 may block.
+func HeadLen(br *bufio.Reader) int {
 	b, _ := br.Peek(br.Buffered())
 	i := bytes.Index(b, crlfcrlf)
 	if i < 0 {
@@ -222,7 +222,7 @@ func fastRequest(ctx context.Context, br *bufio.Reader, maxHead int) *http.Reque
 	if _, err := br.Peek(1); err != nil {
 		return nil // net/http reports it
 	}
-	end := headEnd(br)
+	end := HeadLen(br)
 	if end < 0 || end > maxHead {
 		return nil
 	}
@@ -310,7 +310,7 @@ func fastResponse(br *bufio.Reader, req *http.Request) *http.Response {
 	if _, err := br.Peek(1); err != nil {
 		return nil // net/http reports it
 	}
-	end := headEnd(br)
+	end := HeadLen(br)
 	if end < 0 {
 		return nil
 	}
