@@ -358,12 +358,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	aborted := g.serve(b, mw, r)
 	b.inflight.Add(-1)
 	s := mw.sample(slot.revision)
-	if aborted {
-		// The stream broke after the headers were sent: the client saw a
-		// truncated answer, which counts as a failure.
+	// The stream broke after the headers were sent: the client saw a
+	// truncated answer, which counts as a failure. Unless the client had
+	// the whole answer and hung up before the backend's end of body came
+	// (a client may close once it has read data: [DONE]).
+	failed := aborted && !(mw.delivered && r.Context().Err() != nil)
+	if failed {
 		s.Status = 0
 	}
-	if mirrorBody != nil && !aborted {
+	if mirrorBody != nil && !failed {
 		g.mirror.submit(job, mirrorBody, s, mw.firstBytes())
 	}
 	putMeterWriter(mw)
