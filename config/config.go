@@ -65,6 +65,9 @@ type Gateway struct {
 	CookieMaxAge    modelslot.Duration `yaml:"cookieMaxAge"`    // default 24h
 	ReadTimeout     modelslot.Duration `yaml:"readHeaderTimeout"`
 	DrainTimeout    modelslot.Duration `yaml:"drainTimeout"` // default 10m
+	// MirrorMaxBytes bounds what shadow requests queued or in flight hold
+	// (default 67108864, 64 MiB); beyond it requests are not mirrored.
+	MirrorMaxBytes int64 `yaml:"mirrorMaxBytes"`
 	// StdTransport sends every backend request through net/http's
 	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
 	StdTransport bool `yaml:"stdTransport"`
@@ -201,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway.MaxHeaderBytes < 0 {
 		return bad("gateway.maxHeaderBytes", "must not be negative")
+	}
+	if c.Gateway.MirrorMaxBytes < 0 {
+		return bad("gateway.mirrorMaxBytes", "must not be negative")
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {

@@ -100,6 +100,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	d.Gateway = gateway.New(gateway.Config{
 		Logger:          log.With("component", "gateway"),
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
+		MirrorMaxBytes:  cfg.Gateway.MirrorMaxBytes,
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
 		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      reg,

@@ -68,6 +68,10 @@ type Config struct {
 	// SampleCapacity is how many recent requests each slot keeps for
 	// analysis (default 65536).
 	SampleCapacity int
+	// MirrorMaxBytes bounds what mirrored requests queued or in flight
+	// hold (their bodies, production's answer heads): beyond it a request
+	// is not mirrored, and counted (default 64 MiB).
+	MirrorMaxBytes int64
 	// Registerer receives the Prometheus metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -90,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleConnsPerHost <= 0 {
 		c.MaxIdleConnsPerHost = 256
+	}
+	if c.MirrorMaxBytes <= 0 {
+		c.MirrorMaxBytes = 64 << 20
 	}
 	if c.SampleCapacity <= 0 {
 		c.SampleCapacity = 1 << 16
@@ -139,7 +146,7 @@ func New(cfg Config) *Gateway {
 	}
 	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
 	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
-	g.mirror = newMirrorer(g)
+	g.mirror = newMirrorer(g, cfg.MirrorMaxBytes, cfg.Registerer)
 	var key [16]byte
 	crand.Read(key[:])
 	g.syntheticKey = hex.EncodeToString(key[:])
