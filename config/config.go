@@ -68,6 +68,9 @@ type Gateway struct {
 	// MirrorMaxBytes bounds what shadow requests queued or in flight hold
 	// (default 67108864, 64 MiB); beyond it requests are not mirrored.
 	MirrorMaxBytes int64 `yaml:"mirrorMaxBytes"`
+	// IdleTimeout closes a keep-alive connection of the gateway's or the
+	// admin listener that waits longer for its next request (default 2m).
+	IdleTimeout modelslot.Duration `yaml:"idleTimeout"`
 	// StdTransport sends every backend request through net/http's
 	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
 	StdTransport bool `yaml:"stdTransport"`
@@ -204,6 +207,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway.MaxHeaderBytes < 0 {
 		return bad("gateway.maxHeaderBytes", "must not be negative")
+	}
+	if c.Gateway.ReadTimeout < 0 {
+		return bad("gateway.readHeaderTimeout", "must not be negative")
+	}
+	if c.Gateway.IdleTimeout < 0 {
+		return bad("gateway.idleTimeout", "must not be negative")
 	}
 	if c.Gateway.MirrorMaxBytes < 0 {
 		return bad("gateway.mirrorMaxBytes", "must not be negative")

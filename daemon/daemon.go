@@ -153,13 +153,18 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if readHeader == 0 {
 		readHeader = 30 * time.Second
 	}
+	idle := cfg.Gateway.IdleTimeout.D()
+	if idle == 0 {
+		idle = 2 * time.Minute
+	}
 	if cfg.Gateway.StdServer {
 		d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+			IdleTimeout: idle, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	} else {
-		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader, Log: log}
+		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+			IdleTimeout: idle, Log: log}
 	}
-	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader,
+	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader, IdleTimeout: idle,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	for _, p := range []struct {
 		s  httpServer
