@@ -77,13 +77,18 @@ type RolloutRecord struct {
 	UpdatedAt time.Time       `json:"updatedAt"`
 }
 
-// Store keeps the daemon's state durably. The sqlite package implements it;
-// a PostgreSQL store would pass the same tests.
+// Store keeps the daemon's state durably. The sqlite package (the embedded
+// default) and the postgres package (replicas) implement it, and both pass
+// the storetest package's contract tests.
 type Store interface {
 	// Apps returns every app, with slots and routing.
 	Apps(ctx context.Context) ([]*App, error)
 	// PutApp writes the whole app (slots, deployments, routing) atomically;
 	// with a non-nil swap record it is written in the same transaction.
+	// The write applies only if the stored app is still at
+	// app.StoreVersion (0: the app must not exist yet); it then sets
+	// app.StoreVersion to the new version. Otherwise it changes nothing and
+	// returns an ECONFLICT error.
 	PutApp(ctx context.Context, app *App, swap *SwapRecord) error
 	DeleteApp(ctx context.Context, name string) error
 

@@ -24,7 +24,11 @@ type Config struct {
 	// Admin is the admin API address (default 127.0.0.1:8081, loopback).
 	Admin string `yaml:"admin"`
 	// Data is the state directory (default ./modelslot-data).
-	Data    string  `yaml:"data"`
+	Data string `yaml:"data"`
+	// Store is where the state lives: empty for SQLite in Data (the
+	// embedded default), or postgres://USER@HOST:PORT/DB for a PostgreSQL
+	// database shared by several daemons (replicas).
+	Store   string  `yaml:"store"`
 	Gateway Gateway `yaml:"gateway"`
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`
@@ -196,6 +200,9 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return modelslot.Errorf(modelslot.EINVALID, "config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if c.Store != "" && !IsPostgres(c.Store) {
+		return bad("store", "%q is not a PostgreSQL URL: use postgres://USER@HOST:PORT/DB, or leave it empty for SQLite in the data directory", c.Store)
+	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return bad("gateway.maxRequestBytes", "must not be negative")
 	}
@@ -328,4 +335,9 @@ func Default() *Config {
 	c := &Config{}
 	c.setDefaults()
 	return c
+}
+
+// IsPostgres reports whether a store setting names a PostgreSQL database.
+func IsPostgres(store string) bool {
+	return strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://")
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/modelslot/modelslot/host"
 	"github.com/modelslot/modelslot/internal/h1"
 	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/postgres"
 	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,7 @@ type httpServer interface {
 type Daemon struct {
 	cfg      *config.Config
 	log      *slog.Logger
-	Store    *sqlite.DB
+	Store    modelslot.Store
 	Gateway  *gateway.Gateway
 	Engine   *local.Engine
 	Rollouts *rollout.Manager
@@ -90,7 +91,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
 		return nil, err
 	}
-	if d.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Data, "modelslot.db")); err != nil {
+	if d.Store, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func(context.Context) error { return d.Store.Close() })
@@ -341,4 +342,39 @@ func sameRules(have, want []modelslot.TrafficRule) bool {
 		}
 	}
 	return true
+}
+
+// openStore opens the state: SQLite in the data directory, or the
+// PostgreSQL database of cfg.Store. A PostgreSQL that cannot be reached is
+// waited for (replicas may start before their database), saying so every
+// few seconds, until ctx ends.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (modelslot.Store, error) {
+	if cfg.Store == "" {
+		db, err := sqlite.Open(ctx, filepath.Join(cfg.Data, "modelslot.db"))
+		if err != nil {
+			return nil, err // not a nil *sqlite.DB in a non-nil interface
+		}
+		return db, nil
+	}
+	if !config.IsPostgres(cfg.Store) {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "store %q: use postgres://USER@HOST:PORT/DB, or no --store for SQLite in the data directory", cfg.Store)
+	}
+	wait := time.Second
+	for {
+		db, err := postgres.Open(ctx, cfg.Store)
+		if err == nil {
+			log.Info("state in PostgreSQL", "store", postgres.Redact(cfg.Store))
+			return db, nil
+		}
+		if modelslot.ErrorCode(err) != modelslot.EUNAVAILABLE {
+			return nil, err
+		}
+		log.Warn("waiting for the store", "store", postgres.Redact(cfg.Store), "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gave up waiting for the store: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
