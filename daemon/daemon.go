@@ -118,11 +118,16 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		Events:       bus,
 		Logger:       log.With("component", "engine"),
 		DrainTimeout: cfg.Gateway.DrainTimeout.D(),
+		Shared:       cfg.Store != "",
 	})
 	if err := d.Engine.Open(ctx); err != nil {
 		return nil, err
 	}
 	d.closers = append([]func(context.Context) error{d.Engine.Close}, d.closers...)
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		stop := d.watchStore(pg, log.With("component", "replica"))
+		d.closers = append([]func(context.Context) error{stop}, d.closers...)
+	}
 	if err := d.declare(ctx, getenv); err != nil {
 		return nil, err
 	}

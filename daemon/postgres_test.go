@@ -2,6 +2,11 @@ package daemon_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"log/slog"
 	"strings"
 	"testing"
@@ -113,3 +118,108 @@ func TestStartWaitsForPostgres(t *testing.T) {
 	}
 }
 
+
+// TestReplicasFollowOneStore: three daemons on one PostgreSQL serve the
+// same app. A traffic change through one is in force on the others (3,000
+// requests through each split within statistical bounds), and a swap made
+// through one while all three carry streaming and plain traffic fails no
+// request and breaks no stream.
+func TestReplicasFollowOneStore(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	rs := []*env{startDaemonWith(t, pgConfig(t, dsn))}
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 4})
+	_, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 4})
+	rs[0].deploy("production", v1, "v1")
+	rs[0].deploy("staging", v2, "v2")
+	rs = append(rs, startDaemonWith(t, pgConfig(t, dsn)), startDaemonWith(t, pgConfig(t, dsn)))
+
+	start := time.Now()
+	rs[0].traffic(rule("staging", 10))
+	for i, r := range rs[1:] {
+		waitFor(t, "the traffic change on every replica", 30*time.Second, func() bool {
+			st, err := r.c.Status(context.Background(), "default")
+			return err == nil && st.Routing.Percent("staging") == 10
+		})
+		t.Logf("replica %d follows the change after %v", i+2, time.Since(start).Round(time.Millisecond))
+	}
+	const n = 3000
+	for i, r := range rs[1:] {
+		staging := 0
+		for range n {
+			if _, v, _ := r.chat(nil); strings.HasPrefix(v, "v2+") {
+				staging++
+			}
+		}
+		// 10% of 3,000: mean 300, sd 16.4; 5 sd either side.
+		if staging < 218 || staging > 382 {
+			t.Fatalf("replica %d sent %d of %d requests to staging, want about 300 (10%%)", i+2, staging, n)
+		}
+	}
+
+	// A swap through replica 2 while every replica carries traffic.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed, broken, total atomic.Int64
+	for i, r := range rs {
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stream := w%2 == 0
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					total.Add(1)
+					body := `{"model":"default","stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"hi"}]}`
+					resp, err := r.http.Post(r.d.GatewayURL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+					if err != nil {
+						t.Errorf("replica %d: %v", i+1, err)
+						failed.Add(1)
+						continue
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					switch {
+					case resp.StatusCode != http.StatusOK:
+						t.Errorf("replica %d: status %d: %s", i+1, resp.StatusCode, b)
+						failed.Add(1)
+					case err != nil || stream && !strings.Contains(string(b), "data: [DONE]"):
+						t.Errorf("replica %d: broken stream: %v", i+1, err)
+						broken.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := rs[1].c.Swap(context.Background(), "default", modelslot.SwapRequest{Source: "staging"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		waitFor(t, "the swap on every replica", 30*time.Second, func() bool {
+			_, v, _ := r.chat(nil)
+			st, err := r.c.Status(context.Background(), "default")
+			return err == nil && st.Slots[0].Slot.Deployment != nil && strings.HasPrefix(st.Slots[0].Slot.Deployment.Version, "v2") && v != ""
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 || broken.Load() > 0 {
+		t.Fatalf("%d of %d requests failed and %d streams broke across the swap", failed.Load(), total.Load(), broken.Load())
+	}
+	t.Logf("%d requests across three replicas and a swap: none failed", total.Load())
+}
+
+// TestSharedStoreRefusesCommands: replicas do not run model servers.
+func TestSharedStoreRefusesCommands(t *testing.T) {
+	e := startDaemonWith(t, pgConfig(t, pgtest.DSN(t)))
+	_, err := e.c.Deploy(context.Background(), "default", "production", modelslot.DeployRequest{Deployment: modelslot.Deployment{
+		Command: "modelslot sim --listen 127.0.0.1:{port}", Version: "v1"}})
+	if modelslot.ErrorCode(err) != modelslot.EINVALID || !strings.Contains(err.Error(), "--url") {
+		t.Fatalf("deploy --cmd on a shared store: %v, want a refusal that says to use --url", err)
+	}
+}
