@@ -3,12 +3,12 @@ package daemon_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -117,7 +117,6 @@ func TestStartWaitsForPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
 
 // TestReplicasFollowOneStore: three daemons on one PostgreSQL serve the
 // same app. A traffic change through one is in force on the others (3,000
