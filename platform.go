@@ -120,3 +120,20 @@ type Store interface {
 type EventSink interface {
 	Publish(ctx context.Context, e *Event)
 }
+
+type fenceKey struct{}
+
+// WithFence marks the store writes made with ctx as the rollout
+// controller's, holding its lease with the given fencing token. A shared
+// store (PostgreSQL) refuses such a write once another replica has taken
+// the lease over (a newer token), so that a paused-then-revived old leader
+// cannot act; a store with one daemon (SQLite) has no lease and ignores it.
+func WithFence(ctx context.Context, token int64) context.Context {
+	return context.WithValue(ctx, fenceKey{}, token)
+}
+
+// FenceOf returns the fencing token of ctx, if it has one.
+func FenceOf(ctx context.Context) (int64, bool) {
+	t, ok := ctx.Value(fenceKey{}).(int64)
+	return t, ok
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/modelslot/modelslot"
 	"gopkg.in/yaml.v3"
@@ -28,8 +29,13 @@ type Config struct {
 	// Store is where the state lives: empty for SQLite in Data (the
 	// embedded default), or postgres://USER@HOST:PORT/DB for a PostgreSQL
 	// database shared by several daemons (replicas).
-	Store   string  `yaml:"store"`
-	Gateway Gateway `yaml:"gateway"`
+	Store string `yaml:"store"`
+	// LeaseTTL is how long the replica running rollouts holds the
+	// controller's lease without renewing it (default 15s; PostgreSQL
+	// store only): the longest a dead leader's rollouts wait for another
+	// replica to take them over.
+	LeaseTTL modelslot.Duration `yaml:"leaseTTL"`
+	Gateway  Gateway            `yaml:"gateway"`
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`
 	Webhooks []Webhook `yaml:"webhooks"`
@@ -202,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store != "" && !IsPostgres(c.Store) {
 		return bad("store", "%q is not a PostgreSQL URL: use postgres://USER@HOST:PORT/DB, or leave it empty for SQLite in the data directory", c.Store)
+	}
+	if c.LeaseTTL < 0 || c.LeaseTTL > 0 && c.LeaseTTL.D() < time.Second {
+		return bad("leaseTTL", "must be at least 1s")
 	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return bad("gateway.maxRequestBytes", "must not be negative")

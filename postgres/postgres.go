@@ -140,6 +140,13 @@ var migrations = []string{
 	);
 	CREATE INDEX events_app ON events(app, id);
 	CREATE INDEX events_rollout ON events(rollout, id);`,
+	// 2: the rollout controller's lease (see lease.go).
+	`CREATE TABLE leases (
+		name TEXT PRIMARY KEY,
+		holder TEXT NOT NULL,
+		token BIGINT NOT NULL,
+		expires_at TIMESTAMPTZ NOT NULL
+	);`,
 }
 
 // migrate applies the migrations not yet applied, each in its own
@@ -225,6 +232,9 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 		return fmt.Errorf("put app %s: %w", app.Name, err)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
 		var tag pgconn.CommandTag
 		var err error
 		now := time.Now().UnixNano()
@@ -250,7 +260,7 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 		return err
 	})
 	if err != nil {
-		if modelslot.ErrorCode(err) == modelslot.ECONFLICT {
+		if modelslot.ErrorCode(err) != "" && modelslot.ErrorCode(err) != modelslot.EINTERNAL {
 			return err
 		}
 		return unavailable("put app "+app.Name, err)
@@ -275,22 +285,37 @@ func (s *DB) DeleteApp(ctx context.Context, name string) error {
 
 func (s *DB) AddSwap(ctx context.Context, sw *modelslot.SwapRecord) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `INSERT INTO swaps (app, doc) VALUES ($1, '{}') RETURNING id`, sw.App).Scan(&sw.ID); err != nil {
 			return err
 		}
 		return putSwap(ctx, tx, sw) // the id lives inside the document too
 	})
-	if err != nil {
-		return unavailable("add swap", err)
-	}
-	return nil
+	return wrap("add swap", err)
 }
 
 func (s *DB) PutSwap(ctx context.Context, sw *modelslot.SwapRecord) error {
-	if err := putSwap(ctx, s.pool, sw); err != nil {
-		return unavailable(fmt.Sprintf("put swap %d", sw.ID), err)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
+		return putSwap(ctx, tx, sw)
+	})
+	return wrap(fmt.Sprintf("put swap %d", sw.ID), err)
+}
+
+// wrap passes modelslot errors (a refused fence) through and maps the
+// others as unavailable does.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if c := modelslot.ErrorCode(err); c != "" && c != modelslot.EINTERNAL {
+		return err
+	}
+	return unavailable(op, err)
 }
 
 type execer interface {
@@ -361,13 +386,16 @@ func (s *DB) PutRollout(ctx context.Context, r *modelslot.RolloutRecord) error {
 		r.CreatedAt = now
 	}
 	r.UpdatedAt = now
-	_, err := s.pool.Exec(ctx, `INSERT INTO rollouts (id, app, slot, state, active, doc, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO rollouts (id, app, slot, state, active, doc, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET state = excluded.state, active = excluded.active, doc = excluded.doc, updated_at = excluded.updated_at`,
-		r.ID, r.App, r.Slot, r.State, r.Active, string(r.Doc), r.CreatedAt.UnixNano(), r.UpdatedAt.UnixNano())
-	if err != nil {
-		return unavailable("put rollout "+r.ID, err)
-	}
-	return nil
+			r.ID, r.App, r.Slot, r.State, r.Active, string(r.Doc), r.CreatedAt.UnixNano(), r.UpdatedAt.UnixNano())
+		return err
+	})
+	return wrap("put rollout "+r.ID, err)
 }
 
 const rolloutCols = `id, app, slot, state, active, doc, created_at, updated_at`
