@@ -106,10 +106,12 @@ func TestLeaseAndFencing(t *testing.T) {
 	fenced := modelslot.WithFence(ctx, ta)
 	app.Routing.Generation++
 	for name, write := range map[string]func() error{
-		"PutApp":     func() error { return db.PutApp(fenced, app, nil) },
-		"AddSwap":    func() error { return db.AddSwap(fenced, &modelslot.SwapRecord{App: "chat"}) },
-		"PutSwap":    func() error { return db.PutSwap(fenced, &modelslot.SwapRecord{ID: 1, App: "chat"}) },
-		"PutRollout": func() error { return db.PutRollout(fenced, &modelslot.RolloutRecord{ID: "r", App: "chat", Doc: []byte(`{}`)}) },
+		"PutApp":  func() error { return db.PutApp(fenced, app, nil) },
+		"AddSwap": func() error { return db.AddSwap(fenced, &modelslot.SwapRecord{App: "chat"}) },
+		"PutSwap": func() error { return db.PutSwap(fenced, &modelslot.SwapRecord{ID: 1, App: "chat"}) },
+		"PutRollout": func() error {
+			return db.PutRollout(fenced, &modelslot.RolloutRecord{ID: "r", App: "chat", Doc: []byte(`{}`)})
+		},
 	} {
 		err := write()
 		if modelslot.ErrorCode(err) != modelslot.ECONFLICT || !strings.Contains(err.Error(), "fenced") {
