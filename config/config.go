@@ -35,6 +35,10 @@ type Config struct {
 	// store only): the longest a dead leader's rollouts wait for another
 	// replica to take them over.
 	LeaseTTL modelslot.Duration `yaml:"leaseTTL"`
+	// Replica names this daemon among replicas on one PostgreSQL store (its
+	// metrics' "replica" label, its rows of samples); default
+	// <hostname>-<pid>-<random>.
+	Replica string `yaml:"replica"`
 	Gateway  Gateway            `yaml:"gateway"`
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`

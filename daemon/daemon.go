@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -50,9 +51,12 @@ type httpServer interface {
 
 // Daemon is a running modelslot daemon.
 type Daemon struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	Store    modelslot.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	Store modelslot.Store
+	// Replica names this daemon among those sharing a PostgreSQL store
+	// (empty with SQLite): the "replica" label of its metrics.
+	Replica  string
 	Gateway  *gateway.Gateway
 	Engine   *local.Engine
 	Rollouts *rollout.Manager
@@ -98,12 +102,31 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var gwReg prometheus.Registerer = reg
+	var tap func(app, slot string, s modelslot.Sample)
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		// A replica: its samples go to the store for the judge, and its
+		// own counters carry its name.
+		d.Replica = replicaName(cfg)
+		gwReg = prometheus.WrapRegistererWith(prometheus.Labels{"replica": d.Replica}, reg)
+		shipper := pg.NewShipper(d.Replica, log.With("component", "samples"))
+		tap = shipper.Add
+		sctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); shipper.Run(sctx) }()
+		d.closers = append([]func(context.Context) error{func(ctx context.Context) error {
+			cancel()
+			<-done
+			return shipper.Leave(ctx)
+		}}, d.closers...)
+	}
 	d.Gateway = gateway.New(gateway.Config{
 		Logger:          log.With("component", "gateway"),
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
 		StdUpstream:     cfg.Gateway.StdTransport,
-		Registerer:      reg,
+		Registerer:      gwReg,
+		SampleTap:       tap,
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
@@ -139,6 +162,9 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
+	}
+	if d.Replica != "" {
+		srv.AllReplicas = d.metricsOfAll()
 	}
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
@@ -382,4 +408,24 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (model
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// replicaName is the config's replica name, or host-pid-random.
+func replicaName(cfg *config.Config) string {
+	if cfg.Replica != "" {
+		return cfg.Replica
+	}
+	host, _ := os.Hostname()
+	b := make([]byte, 2)
+	rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// metricsOfAll is the metric source with every replica's requests: the
+// shared store's samples for a replica, else the gateway's own meter.
+func (d *Daemon) metricsOfAll() modelslot.MetricSource {
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		return pg
+	}
+	return d.Gateway.Meter()
 }

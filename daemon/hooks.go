@@ -52,6 +52,9 @@ type controller struct {
 func metricSource(d *Daemon) (modelslot.MetricSource, error) {
 	mc := d.cfg.Metrics
 	if mc.Source != "prometheus" {
+		if pg, ok := d.Store.(*postgres.DB); ok {
+			return pg, nil // every replica's samples
+		}
 		return d.Gateway.Meter(), nil
 	}
 	queries := promql.VLLMQueries()

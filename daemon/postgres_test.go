@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
 	"github.com/modelslot/modelslot/internal/pgtest"
+	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sim"
 )
 
@@ -27,6 +29,7 @@ func pgConfig(t *testing.T, dsn string) *config.Config {
 	cfg.Store = dsn
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin = "127.0.0.1:0"
+	cfg.RolloutInterval = modelslot.Duration(rolloutInterval)
 	return cfg
 }
 
@@ -220,5 +223,102 @@ func TestSharedStoreRefusesCommands(t *testing.T) {
 		Command: "modelslot sim --listen 127.0.0.1:{port}", Version: "v1"}})
 	if modelslot.ErrorCode(err) != modelslot.EINVALID || !strings.Contains(err.Error(), "--url") {
 		t.Fatalf("deploy --cmd on a shared store: %v, want a refusal that says to use --url", err)
+	}
+}
+
+// TestJudgeSeesEveryReplica: requests served by two replicas reach the
+// rollout controller, whichever replica runs it: the judged phase counts
+// exactly the requests both replicas sent to each side, and the metrics
+// endpoint of either replica summarises both.
+func TestJudgeSeesEveryReplica(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	rs := []*env{startDaemonWith(t, pgConfig(t, dsn))}
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 2})
+	_, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 2})
+	rs[0].deploy("production", v1, "v1")
+	rs[0].deploy("staging", v2, "v2")
+	rs = append(rs, startDaemonWith(t, pgConfig(t, dsn)))
+	ctx := context.Background()
+	const plan = `
+name: count
+analysis: {metrics: [errors]}
+steps:
+  - traffic: 50
+  - bake: {duration: 10m, max: 20m}
+`
+	var ro *rollout.Rollout
+	var leader *env
+	waitFor(t, "a replica to take the rollout", 30*time.Second, func() bool {
+		for _, r := range rs {
+			if x, err := r.c.StartRollout(ctx, "default", "staging", plan); err == nil {
+				ro, leader = x, r
+				return true
+			}
+		}
+		return false
+	})
+	waitRollout(t, leader.c, ro.ID, "the bake", 30*time.Second, func(r *rollout.Rollout) bool {
+		return r.Step == 1 && r.Current != nil && r.Current.Phase != nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	served := map[string]int64{}
+	for _, r := range rs {
+		for range 150 {
+			slot, _, _ := r.chat(nil)
+			served[slot]++
+		}
+	}
+	if served["staging"] == 0 || served["production"] == 0 {
+		t.Fatalf("served %v: want both sides", served)
+	}
+	waitRollout(t, leader.c, ro.ID, "the phase to count every request", 30*time.Second, func(r *rollout.Rollout) bool {
+		ph := r.Current.Phase
+		return ph.CandidateRequests >= served["staging"] && ph.BaselineRequests >= served["production"]
+	})
+	time.Sleep(2 * time.Second) // nothing more may arrive
+	got, err := leader.c.Rollout(ctx, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ph := got.Current.Phase; ph.CandidateRequests != served["staging"] || ph.BaselineRequests != served["production"] {
+		t.Fatalf("the judged phase counts %d candidate and %d baseline requests; the two replicas served %v", ph.CandidateRequests, ph.BaselineRequests, served)
+	}
+	for _, r := range rs {
+		raw, err := r.c.Metrics(ctx, "default", 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Slots []struct {
+				Slot     string `json:"slot"`
+				Requests int64  `json:"requests"`
+			} `json:"slots"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		sum := map[string]int64{}
+		for _, s := range m.Slots {
+			sum[s.Slot] += s.Requests
+		}
+		// Metrics count every request of the window, before the phase too.
+		if sum["staging"] < served["staging"] || sum["production"] < served["production"] {
+			t.Fatalf("the metrics of one replica show %v, less than the two replicas served (%v)", sum, served)
+		}
+	}
+	// Each replica's own counters carry its name.
+	for _, r := range rs {
+		resp, err := http.Get(r.d.AdminURL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `replica="` + r.d.Replica + `"`; r.d.Replica == "" || !strings.Contains(string(b), want) {
+			t.Fatalf("/metrics of replica %q has no %s label", r.d.Replica, want)
+		}
+	}
+	if _, err := leader.c.RolloutCommand(ctx, "default", "abort", "test over"); err != nil {
+		t.Fatal(err)
 	}
 }

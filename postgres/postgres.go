@@ -147,6 +147,26 @@ var migrations = []string{
 		token BIGINT NOT NULL,
 		expires_at TIMESTAMPTZ NOT NULL
 	);`,
+	// 3: every replica's metered requests, for the judge (see samples.go).
+	`CREATE TABLE samples (
+		app TEXT NOT NULL,
+		slot TEXT NOT NULL,
+		time BIGINT NOT NULL,
+		replica TEXT NOT NULL,
+		status INTEGER NOT NULL,
+		latency BIGINT NOT NULL,
+		ttft BIGINT NOT NULL,
+		output_tokens INTEGER NOT NULL,
+		tokens_counted BOOLEAN NOT NULL,
+		revision TEXT NOT NULL
+	);
+	CREATE INDEX samples_slot_time ON samples(app, slot, time);
+	CREATE INDEX samples_time ON samples(time);
+	CREATE TABLE replicas (
+		name TEXT PRIMARY KEY,
+		shipped_through BIGINT NOT NULL,
+		seen_at TIMESTAMPTZ NOT NULL
+	);`,
 }
 
 // migrate applies the migrations not yet applied, each in its own
