@@ -38,8 +38,8 @@ type Config struct {
 	// Replica names this daemon among replicas on one PostgreSQL store (its
 	// metrics' "replica" label, its rows of samples); default
 	// <hostname>-<pid>-<random>.
-	Replica string `yaml:"replica"`
-	Gateway  Gateway            `yaml:"gateway"`
+	Replica string  `yaml:"replica"`
+	Gateway Gateway `yaml:"gateway"`
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`
 	Webhooks []Webhook `yaml:"webhooks"`
