@@ -322,3 +322,83 @@ steps:
 		t.Fatal(err)
 	}
 }
+
+// TestStoreOutage stops the replicas' PostgreSQL in the middle of a
+// rollout: both replicas keep serving with the routing they had, admin
+// changes answer 503 "store unavailable", and once the database is back
+// the changes work again and the rollout goes on to succeed.
+func TestStoreOutage(t *testing.T) {
+	pgtest.Shared(t)
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgtest.Start(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	dsn := c.URL("postgres")
+	cfg := func() *config.Config {
+		cfg := pgConfig(t, dsn)
+		cfg.LeaseTTL = modelslot.Duration(2 * time.Second)
+		return cfg
+	}
+	rs := []*env{startDaemonWith(t, cfg())}
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 2})
+	_, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 2})
+	rs[0].deploy("production", v1, "v1")
+	rs[0].deploy("staging", v2, "v2")
+	rs = append(rs, startDaemonWith(t, cfg()))
+	ctx := context.Background()
+	for _, r := range rs {
+		startLoad(t, r.d.GatewayURL(), plainWorker(r.d.Replica))
+	}
+	const plan = `
+name: outage
+analysis: {metrics: [errors], minSamples: 20, maxErrorRate: 0.5}
+steps:
+  - traffic: 20
+  - bake: {duration: 6s, max: 2m}
+`
+	var ro *rollout.Rollout
+	var leader *env
+	waitFor(t, "a replica to take the rollout", 30*time.Second, func() bool {
+		for _, r := range rs {
+			if x, err := r.c.StartRollout(ctx, "default", "staging", plan); err == nil {
+				ro, leader = x, r
+				return true
+			}
+		}
+		return false
+	})
+	waitRollout(t, leader.c, ro.ID, "the bake", 30*time.Second, judging(1, 1))
+
+	if err := c.PgCtl("stop", "-m", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		for range 20 {
+			if _, v, _ := r.chat(nil); v == "" {
+				t.Fatalf("replica %d stopped serving while the store is down", i+1)
+			}
+		}
+		_, err := r.c.SetTraffic(ctx, "default", []modelslot.TrafficRule{rule("staging", 30)}, modelslot.TrafficOptions{})
+		if modelslot.ErrorCode(err) != modelslot.EUNAVAILABLE && modelslot.ErrorCode(err) != modelslot.ECONFLICT || !strings.Contains(err.Error(), "store unavailable") && !strings.Contains(err.Error(), "rollout") {
+			t.Fatalf("replica %d: traffic set while the store is down: %v, want 503 store unavailable", i+1, err)
+		}
+		_, err = r.c.CreateSlot(ctx, "default", "extra")
+		if modelslot.ErrorCode(err) != modelslot.EUNAVAILABLE || !strings.Contains(err.Error(), "store unavailable") {
+			t.Fatalf("replica %d: slot create while the store is down: %v, want 503 store unavailable", i+1, err)
+		}
+	}
+	time.Sleep(3 * time.Second) // longer than the lease: the controller must stop acting
+	if err := c.PgCtl("start"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "admin changes to work again", 30*time.Second, func() bool {
+		_, err := rs[1].c.CreateSlot(ctx, "default", "extra")
+		return err == nil
+	})
+	waitRollout(t, rs[0].c, ro.ID, "the rollout to succeed after the outage", 90*time.Second, inState(rollout.Succeeded))
+}
