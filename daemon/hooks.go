@@ -111,6 +111,7 @@ func (c *controller) mount(s *api.Server) {
 			extra(mux)
 		}
 		s.MountRollouts(mux, c.m)
+		mux.HandleFunc("GET /api/v1/controller", c.serveLeader)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/api"
 	"github.com/modelslot/modelslot/postgres"
 )
 
@@ -125,4 +127,20 @@ func (c *controller) lead(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// serveLeader answers GET /api/v1/controller: which replica runs the
+// rollouts ("leader", with its lease's fencing token) and whether it is
+// this one. With one daemon (SQLite) it is always this one.
+func (c *controller) serveLeader(w http.ResponseWriter, r *http.Request) {
+	if c.shared == nil || c.lease == nil {
+		api.WriteJSON(w, map[string]any{"self": true, "shared": c.shared != nil})
+		return
+	}
+	holder, token, err := c.lease.Holder(r.Context())
+	if err != nil {
+		api.WriteError(w, r, err)
+		return
+	}
+	api.WriteJSON(w, map[string]any{"self": c.leader.Load(), "shared": true, "leader": holder, "token": token, "replica": c.d.Replica})
 }

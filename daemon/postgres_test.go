@@ -135,6 +135,18 @@ func TestReplicasFollowOneStore(t *testing.T) {
 	rs[0].deploy("staging", v2, "v2")
 	rs = append(rs, startDaemonWith(t, pgConfig(t, dsn)), startDaemonWith(t, pgConfig(t, dsn)))
 
+	// A command through one replica right after a change through another
+	// sees that change (the replica reads the app's version first).
+	if _, err := rs[2].c.CreateSlot(context.Background(), "default", "canary"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs[1].c.Deploy(context.Background(), "default", "canary", modelslot.DeployRequest{Deployment: modelslot.Deployment{URL: v2, Version: "v2"}}); err != nil {
+		t.Fatalf("deploy to a slot another replica just created: %v", err)
+	}
+	if err := rs[0].c.DeleteSlot(context.Background(), "default", "canary", false); err != nil {
+		t.Fatalf("delete the slot another replica just deployed: %v", err)
+	}
+
 	start := time.Now()
 	rs[0].traffic(rule("staging", 10))
 	for i, r := range rs[1:] {

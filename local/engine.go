@@ -223,6 +223,9 @@ func (e *Engine) lockApp(app string) func() {
 	}
 	e.opMu.Unlock()
 	m.Lock()
+	if e.cfg.Shared {
+		e.syncLocked(app)
+	}
 	return m.Unlock
 }
 

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/modelslot/modelslot"
 )
@@ -53,11 +54,32 @@ func (e *Engine) servedVersion(app string) int64 {
 }
 
 func (e *Engine) refreshApp(ctx context.Context, a *modelslot.App) {
-	unlock := e.lockApp(a.Name)
-	defer unlock()
-	if e.servedVersion(a.Name) >= a.StoreVersion {
-		return // this replica's own change, or a newer one, is served already
+	unlock := e.lockApp(a.Name) // which refreshes the app itself
+	unlock()
+}
+
+// syncLocked brings one app up to the store's version before an operation
+// on it (the caller holds its lock), so that a command sent to this
+// replica right after a change through another one sees that change. When
+// the store cannot be read the operation goes on with what is served; its
+// write then fails, or conflicts, with the store's answer.
+func (e *Engine) syncLocked(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	apps, err := e.store.Apps(ctx)
+	if err != nil {
+		return
 	}
+	for _, a := range apps {
+		if a.Name == name && e.servedVersion(name) < a.StoreVersion {
+			e.refreshLocked(ctx, a)
+		}
+	}
+}
+
+// refreshLocked replaces the served app by a, the store's newer version;
+// the caller holds the app's lock.
+func (e *Engine) refreshLocked(ctx context.Context, a *modelslot.App) {
 	// The runtimes this replica has for the app, by revision.
 	prefix := a.Name + "/"
 	have := map[string][]*runtime{}
