@@ -74,6 +74,10 @@ type Config struct {
 	MirrorMaxBytes int64
 	// Registerer receives the Prometheus metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// SampleTap, when set, receives every metered request after the meter
+	// records it (replicas ship their samples to the shared store with it).
+	// It runs on the request's goroutine: it must not block.
+	SampleTap func(app, slot string, s modelslot.Sample)
 }
 
 func (c Config) withDefaults() Config {
@@ -379,6 +383,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	putMeterWriter(mw)
 	if !g.cfg.DisableMeter && !synthetic {
 		slot.meter.record(s)
+		if g.cfg.SampleTap != nil {
+			g.cfg.SampleTap(slot.meter.app, slot.meter.slot, s)
+		}
 	}
 	if aborted {
 		panic(http.ErrAbortHandler)

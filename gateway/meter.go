@@ -167,17 +167,26 @@ func (m *Meter) Stats(app string, window time.Duration, now time.Time) []Stats {
 	})
 	var out []Stats
 	for _, sm := range sms {
-		byRev := map[string][]modelslot.Sample{}
-		var order []string
-		for _, s := range sm.samples(now.Add(-window), now.Add(time.Nanosecond)) {
-			if _, ok := byRev[s.Revision]; !ok {
-				order = append(order, s.Revision)
-			}
-			byRev[s.Revision] = append(byRev[s.Revision], s)
+		out = append(out, Summarise(sm.app, sm.slot, window, sm.samples(now.Add(-window), now.Add(time.Nanosecond)))...)
+	}
+	return out
+}
+
+// Summarise gives per-revision summaries of one slot's samples, in the
+// order revisions first appear (replicas summarise the samples of all of
+// them with it).
+func Summarise(app, slot string, window time.Duration, samples []modelslot.Sample) []Stats {
+	byRev := map[string][]modelslot.Sample{}
+	var order []string
+	for _, s := range samples {
+		if _, ok := byRev[s.Revision]; !ok {
+			order = append(order, s.Revision)
 		}
-		for _, rev := range order {
-			out = append(out, summarise(sm.app, sm.slot, rev, window, byRev[rev]))
-		}
+		byRev[s.Revision] = append(byRev[s.Revision], s)
+	}
+	var out []Stats
+	for _, rev := range order {
+		out = append(out, summarise(app, slot, rev, window, byRev[rev]))
 	}
 	return out
 }
