@@ -299,9 +299,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = path
 		r.URL.RawPath = ""
 	}
+	// The body's limit holds before anything reads the body (routing by
+	// the "user" field does): over it by its Content-Length, the request
+	// is refused unread; of unknown length, no reader gets past it.
+	if r.ContentLength > g.cfg.MaxRequestBytes {
+		writeBodyError(w, tooLarge{g.cfg.MaxRequestBytes})
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
+	}
 	slot, setCookie, err := g.route(app, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
+		var re routingError
+		if errors.As(err, &re) {
+			writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
+		} else {
+			writeBodyError(w, err)
+		}
 		return
 	}
 	if slot == nil {
@@ -314,19 +329,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if setCookie {
 		h.Add("Set-Cookie", RoutingParam+"="+slot.name+app.genSuffix+g.cookieAge)
 	}
-	if r.ContentLength > g.cfg.MaxRequestBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is larger than the gateway's limit of "+strconv.Itoa(int(g.cfg.MaxRequestBytes))+" bytes")
-		return
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
-	}
 	var mirrorBody []byte
 	mirror := app.mirror != nil && slot == app.prod && !synthetic
 	if slot.rewrite != nil || mirror {
-		body, err := readBody(r)
+		body, err := readBody(r, g.cfg.MaxRequestBytes)
 		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
+			writeBodyError(w, err)
 			return
 		}
 		if mirror && app.mirror.take() {
@@ -400,7 +408,7 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 		if name := values.Get(RoutingParam); name != "" {
 			slot = app.lookup(name)
 			if slot == nil {
-				return nil, false, errors.New("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
+				return nil, false, routingError("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
 			}
 			values.Del(RoutingParam)
 			r.URL.RawQuery = values.Encode()
@@ -422,7 +430,7 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 			return app.pick(fnv1a(v)), false, nil
 		}
 	} else if app.stickyUser {
-		user, err := peekUser(r)
+		user, err := peekUser(r, g.cfg.MaxRequestBytes)
 		if err != nil {
 			return nil, false, err
 		}
@@ -431,6 +439,23 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 		}
 	}
 	return app.pick(rand.IntN(buckets)), false, nil
+}
+
+// routingError is a routing parameter that names no slot.
+type routingError string
+
+func (e routingError) Error() string { return string(e) }
+
+// writeBodyError answers a request whose body could not be read: 413 for
+// one over the limit, 400 for a broken one (a malformed chunk, a client
+// that stopped sending).
+func writeBodyError(w http.ResponseWriter, err error) {
+	var tl tooLarge
+	if errors.As(err, &tl) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", tl.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", "the request body could not be read: "+errorText(err))
 }
 
 // routingCookie finds "x-ms-routing-name=<slot>.<generation>" without
