@@ -103,6 +103,8 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
 		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      reg,
+
+		MaxResponseHeaderBytes: cfg.Gateway.MaxResponseHeaderBytes,
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {

@@ -57,6 +57,10 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait for a backend's response
 	// headers (default 10m: a long non-streaming generation is legitimate).
 	ResponseHeaderTimeout time.Duration
+	// MaxResponseHeaderBytes bounds a backend's response head (default
+	// 1 MiB; net/http's Transport allows 10 MiB, far more than any model
+	// server sends); beyond it the request gets a 502.
+	MaxResponseHeaderBytes int64
 	// MaxIdleConnsPerHost sizes the upstream connection pool (default 256).
 	MaxIdleConnsPerHost int
 	// DisableMeter turns metering off (for benchmarks of its cost).
@@ -87,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResponseHeaderTimeout <= 0 {
 		c.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if c.MaxResponseHeaderBytes <= 0 {
+		c.MaxResponseHeaderBytes = 1 << 20
 	}
 	if c.MaxIdleConnsPerHost <= 0 {
 		c.MaxIdleConnsPerHost = 256
@@ -124,15 +131,16 @@ func New(cfg Config) *Gateway {
 		ForceAttemptHTTP2: true,
 		// Clients that want compression ask for it and get the backend's
 		// bytes; the gateway never inflates answers itself.
-		DisableCompression:    true,
-		MaxIdleConns:          4 * cfg.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+		DisableCompression:     true,
+		MaxIdleConns:           4 * cfg.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
 	}
-	g.upstream = newUpstream(g.transport, dialer, cfg.MaxIdleConnsPerHost, g.transport.IdleConnTimeout, cfg.ResponseHeaderTimeout)
+	g.upstream = newUpstream(g.transport, dialer, cfg.MaxIdleConnsPerHost, g.transport.IdleConnTimeout, cfg.ResponseHeaderTimeout, cfg.MaxResponseHeaderBytes)
 	g.proxyRT = g.upstream
 	if cfg.StdUpstream {
 		g.proxyRT = g.transport
@@ -494,6 +502,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	slot := w.Header().Get(HeaderSlot)
 	g.log.Warn("backend error", "slot", slot, "err", err)
+	var htl headTooLarge
+	if errors.As(err, &htl) {
+		writeError(w, http.StatusBadGateway, "backend_response_too_large", "the model backend of slot "+slot+" sent a "+htl.Error()+" (gateway.maxResponseHeaderBytes)")
+		return
+	}
 	status, code := http.StatusBadGateway, "backend_unavailable"
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

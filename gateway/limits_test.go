@@ -328,3 +328,138 @@ func TestReadBody(t *testing.T) {
 		})
 	}
 }
+
+// writeHead answers with a head of about size bytes (header lines of 1 KiB)
+// and a body "ok", or stops when the gateway hangs up.
+func writeHead(w io.Writer, size int) {
+	line := "X-Pad: " + strings.Repeat("x", 1024-len("X-Pad: \r\n")) + "\r\n"
+	block := strings.Repeat(line, 64)
+	if _, err := io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"); err != nil {
+		return
+	}
+	for sent := 0; sent < size; sent += len(block) {
+		n := min(len(block), (size-sent+len(line)-1)/len(line)*len(line))
+		if _, err := io.WriteString(w, block[:n]); err != nil {
+			return
+		}
+	}
+	io.WriteString(w, "\r\nok")
+}
+
+// headBackends serve the answer of writeHead with the size a request asks
+// for (X-Head-Bytes), over plain TCP and over TLS.
+func headBackends(t *testing.T) (plain string, tlsServer *httptest.Server) {
+	t.Helper()
+	size := func(r *http.Request) int { n, _ := strconv.Atoi(r.Header.Get("X-Head-Bytes")); return n }
+	plain = rawBackend(t, func(_ int, r *http.Request, c net.Conn) { writeHead(c, size(r)) })
+	tlsServer = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		writeHead(brw, size(r))
+		brw.Flush()
+	}))
+	tlsServer.StartTLS()
+	t.Cleanup(tlsServer.Close)
+	return plain, tlsServer
+}
+
+// TestResponseHeadLimit: a backend's response head over the limit (1 MiB
+// by default) gets the client a 502 in OpenAI's error shape, through the
+// gateway's own client, net/http's Transport and an https backend, and a
+// head of 200 MiB does not grow the process by 64 MiB; a head under the
+// limit passes.
+func TestResponseHeadLimit(t *testing.T) {
+	plain, tlsServer := headBackends(t)
+	paths := []struct {
+		name, url string
+		std       bool
+	}{
+		{"upstream", plain, false},
+		{"std-transport", plain, true},
+		{"https", tlsServer.URL, false},
+	}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			g, _ := benchGateway(t, Config{StdUpstream: p.std}, p.url, "")
+			g.transport.TLSClientConfig = tlsServer.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+			url := front(t, g)
+			ask := func(size int) (int, string) {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(`{}`))
+				req.Header.Set("X-Head-Bytes", strconv.Itoa(size))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			if code, body := ask(512 << 10); code != http.StatusOK || body != "ok" {
+				t.Fatalf("a head of 512 KiB: %d %.200s, want 200", code, body)
+			}
+			if code, body := ask(1<<20 + 64<<10); code != http.StatusBadGateway || !strings.Contains(body, `"type":"server_error"`) {
+				t.Fatalf("a head of 1 MiB + 64 KiB: %d %.200s, want 502 with an OpenAI-style error", code, body)
+			} else {
+				t.Logf("over the limit: %s", body)
+			}
+			mem := watchMemory()
+			if code, body := ask(200 << 20); code != http.StatusBadGateway {
+				t.Fatalf("a head of 200 MiB: %d %.200s, want 502", code, body)
+			}
+			grew := mem.grew()
+			t.Logf("a head of 200 MiB: memory grew by %.1f MiB at peak", float64(grew)/(1<<20))
+			if grew > 64<<20 {
+				t.Errorf("memory grew by %d MiB, want < 64", grew>>20)
+			}
+			if code, _ := ask(0); code != http.StatusOK {
+				t.Fatalf("after: %d, want 200", code)
+			}
+		})
+	}
+}
+
+// Informational answers count toward the head's limit (as in net/http's
+// Transport): a few pass, an endless run ends in a 502. Through the
+// ReverseProxy (https backends, stdTransport) each is passed on to the
+// client instead, and net/http then bounds each head alone, not the run,
+// which ends with the response header timeout.
+func TestUpstreamInformationalAnswersAreBounded(t *testing.T) {
+	const hint = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+	backend := rawBackend(t, func(_ int, r *http.Request, c net.Conn) {
+		hints, _ := strconv.Atoi(r.Header.Get("X-Hints"))
+		for range hints {
+			if _, err := io.WriteString(c, hint); err != nil {
+				return
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	for _, m := range upstreamModes {
+		t.Run(m.name, func(t *testing.T) {
+			g, _ := benchGateway(t, Config{StdUpstream: m.std, MaxResponseHeaderBytes: 64 << 10}, backend, "")
+			url := front(t, g)
+			cases := []struct{ hints, want int }{{6, http.StatusOK}, {100000, http.StatusBadGateway}}
+			if m.std {
+				cases = cases[:1]
+			}
+			for _, tc := range cases {
+				req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(`{}`))
+				req.Header.Set("X-Hints", strconv.Itoa(tc.hints))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Errorf("%d informational answers: %d, want %d", tc.hints, resp.StatusCode, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -42,6 +43,9 @@ type upstream struct {
 	idleTimeout time.Duration
 	// headerTimeout bounds the wait for response headers.
 	headerTimeout time.Duration
+	// maxHead bounds a response head in bytes, with the 1xx heads
+	// before it.
+	maxHead int64
 
 	// noEndPeek skips put's peek (for BenchmarkUpstreamEndPeek only).
 	noEndPeek bool
@@ -52,13 +56,14 @@ type upstream struct {
 	stop   chan struct{}
 }
 
-func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration) *upstream {
+func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration, maxHead int64) *upstream {
 	u := &upstream{
 		fallback:      fallback,
 		dialer:        dialer,
 		maxIdle:       maxIdle,
 		idleTimeout:   idleTimeout,
 		headerTimeout: headerTimeout,
+		maxHead:       maxHead,
 		idle:          map[string][]*upConn{},
 		stop:          make(chan struct{}),
 	}
@@ -79,12 +84,31 @@ type upConn struct {
 	// written counts bytes written to conn during the current request, to
 	// tell "nothing was sent" (safe to retry) from a partial request.
 	written int64
-	idleAt  time.Time
-	reused  bool
+	// headLeft is what may still be read of the response head being
+	// read (MaxInt64 while a body is read).
+	headLeft int64
+	idleAt   time.Time
+	reused   bool
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
 	awaiter rawio.Awaiter
 	await   bool
+}
+
+// Read reads for br, within the head's limit: a backend that sends an
+// endless head is cut off there, as by http.Transport's
+// MaxResponseHeaderBytes (which counts the same way, the bytes read with
+// the head's end included).
+func (c *upConn) Read(p []byte) (int, error) {
+	if c.headLeft <= 0 {
+		return 0, headTooLarge{c.u.maxHead}
+	}
+	if int64(len(p)) > c.headLeft {
+		p = p[:c.headLeft]
+	}
+	n, err := c.conn.Read(p)
+	c.headLeft -= int64(n)
+	return n, err
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
@@ -191,7 +215,7 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	conn = rawio.Wrap(conn)
 	c.conn = conn
 	c.awaiter, _ = conn.(rawio.Awaiter)
-	c.br = bufio.NewReaderSize(conn, 4<<10)
+	c.br = bufio.NewReaderSize(c, 4<<10)
 	return c, nil
 }
 
@@ -302,6 +326,10 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return fail(err)
 	}
 	var resp *http.Response
+	// The limit holds for the final head and the informational ones
+	// before it together (as in net/http's Transport): an endless run of
+	// 1xx answers ends there too.
+	c.headLeft = c.u.maxHead
 	for {
 		var err error
 		resp, err = wire.ReadResponse(c.br, req)
@@ -314,6 +342,7 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 	}
+	c.headLeft = math.MaxInt64
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("backend switched protocols without being asked to"))
 	}
@@ -332,6 +361,13 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// headTooLarge is a backend's response head over the gateway's limit.
+type headTooLarge struct{ limit int64 }
+
+func (e headTooLarge) Error() string {
+	return "response head larger than the gateway's limit of " + strconv.FormatInt(e.limit, 10) + " bytes"
 }
 
 // reqHeaderExclude are the headers writeRequest writes itself.
