@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,15 +159,38 @@ func TestUpstreamNeverServesOneClientsAnswerToAnother(t *testing.T) {
 	}
 }
 
-// BenchmarkUpstreamEndPeek is the cost of put's peek at every answer's
+// BenchmarkUpstreamEndPeek is the cost of put's check at every answer's
 // end: whole requests through ServeHTTP to a real backend, one at a time,
-// in alternating batches with and without the peek (so that both see the
-// same machine), and the peek's system call alone on an idle connection.
-// ns/op is per request of either kind; peek-ns/req and nopeek-ns/req are
-// the two kinds', ratio their quotient, syscall-ns the peek alone.
+// in alternating batches with the check and without it (so that both see
+// the same machine). For a small answer the check needs no system call
+// (the answer's last read took all the socket held); for one of 32 KiB,
+// whose end is read straight into the copy buffer, it peeks. peek-ns/req
+// and nopeek-ns/req are the two kinds' wall time, ratio their quotient,
+// the cpu- ones the process's CPU time; syscall-ns is the peek alone on an
+// idle connection.
 func BenchmarkUpstreamEndPeek(b *testing.B) {
-	ts := benchBackend(b)
-	g, _ := benchGateway(b, Config{DisableMeter: true}, ts.URL, "")
+	for _, size := range []struct {
+		name   string
+		answer string
+	}{
+		{"small", benchAnswer},
+		{"32KiB", `{"pad":"` + strings.Repeat("x", 32<<10) + `"}`},
+	} {
+		b.Run(size.name, func(b *testing.B) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", strconv.Itoa(len(size.answer)))
+				io.WriteString(w, size.answer)
+			}))
+			b.Cleanup(ts.Close)
+			benchEndPeek(b, ts.URL)
+		})
+	}
+}
+
+func benchEndPeek(b *testing.B, backend string) {
+	g, _ := benchGateway(b, Config{DisableMeter: true}, backend, "")
 	w := &discardWriter{h: http.Header{}}
 	serve := func() {
 		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(benchBody))

@@ -87,8 +87,11 @@ type upConn struct {
 	// headLeft is what may still be read of the response head being
 	// read (MaxInt64 while a body is read).
 	headLeft int64
-	idleAt   time.Time
-	reused   bool
+	// drained: the last read from conn returned less than it asked for,
+	// so the socket held nothing more at that moment (see put).
+	drained bool
+	idleAt  time.Time
+	reused  bool
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
 	awaiter rawio.Awaiter
@@ -108,6 +111,7 @@ func (c *upConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.conn.Read(p)
 	c.headLeft -= int64(n)
+	c.drained = err == nil && n < len(p)
 	return n, err
 }
 
@@ -226,10 +230,13 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 // request, another client's: such a connection is closed. Buffered finds
 // the bytes already read with the answer, and a non-blocking peek those
 // in the socket (net/http's Transport finds them the same way, its reader
-// goroutine peeking after every answer). The peek is one system call per
-// request; BenchmarkUpstreamEndPeek measures it.
+// goroutine peeking after every answer). The peek is a system call, made
+// only when the answer's last read filled what it asked for: a read that
+// returned less took all the socket held, and the answer's end came with
+// it, microseconds ago (the usual answer, a few KiB read into the 4 KiB
+// buffer). BenchmarkUpstreamEndPeek measures both.
 func (u *upstream) put(c *upConn) {
-	if c.br.Buffered() > 0 || (!u.noEndPeek && !c.alive()) {
+	if c.br.Buffered() > 0 || (!c.drained && !u.noEndPeek && !c.alive()) {
 		c.conn.Close()
 		return
 	}
