@@ -138,7 +138,7 @@ func (c *upConn) Write(p []byte) (int, error) {
 // probe. put found it quiet at its answer's end, no server closes a
 // keep-alive connection for idleness that soon, and at load most
 // connections come back within microseconds: the probe, a system call on
-// top of the five a request needs, is skipped where it almost never finds
+// top of the four a request needs, is skipped where it almost never finds
 // anything. (A backend that dies within that millisecond is found when the
 // connection is used, as with net/http's Transport.)
 const probeAfter = time.Millisecond
