@@ -91,6 +91,9 @@ type Gateway struct {
 	// StdServer serves the gateway's listener with net/http's server
 	// instead of the gateway's own HTTP/1.1 server (a way out).
 	StdServer bool `yaml:"stdServer"`
+	// MaxResponseHeaderBytes bounds a backend's response head; beyond it
+	// the client gets a 502 (default 1048576, 1 MiB).
+	MaxResponseHeaderBytes int64 `yaml:"maxResponseHeaderBytes"`
 }
 
 // App declares one app.
@@ -236,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway.MirrorMaxBytes < 0 {
 		return bad("gateway.mirrorMaxBytes", "must not be negative")
+	}
+	if c.Gateway.MaxResponseHeaderBytes < 0 {
+		return bad("gateway.maxResponseHeaderBytes", "must not be negative")
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {

@@ -128,6 +128,8 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      gwReg,
 		SampleTap:       tap,
+
+		MaxResponseHeaderBytes: cfg.Gateway.MaxResponseHeaderBytes,
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {

@@ -57,6 +57,10 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait for a backend's response
 	// headers (default 10m: a long non-streaming generation is legitimate).
 	ResponseHeaderTimeout time.Duration
+	// MaxResponseHeaderBytes bounds a backend's response head (default
+	// 1 MiB; net/http's Transport allows 10 MiB, far more than any model
+	// server sends); beyond it the request gets a 502.
+	MaxResponseHeaderBytes int64
 	// MaxIdleConnsPerHost sizes the upstream connection pool (default 256).
 	MaxIdleConnsPerHost int
 	// DisableMeter turns metering off (for benchmarks of its cost).
@@ -95,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResponseHeaderTimeout <= 0 {
 		c.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if c.MaxResponseHeaderBytes <= 0 {
+		c.MaxResponseHeaderBytes = 1 << 20
 	}
 	if c.MaxIdleConnsPerHost <= 0 {
 		c.MaxIdleConnsPerHost = 256
@@ -135,15 +142,16 @@ func New(cfg Config) *Gateway {
 		ForceAttemptHTTP2: true,
 		// Clients that want compression ask for it and get the backend's
 		// bytes; the gateway never inflates answers itself.
-		DisableCompression:    true,
-		MaxIdleConns:          4 * cfg.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+		DisableCompression:     true,
+		MaxIdleConns:           4 * cfg.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
 	}
-	g.upstream = newUpstream(g.transport, dialer, cfg.MaxIdleConnsPerHost, g.transport.IdleConnTimeout, cfg.ResponseHeaderTimeout)
+	g.upstream = newUpstream(g.transport, dialer, cfg.MaxIdleConnsPerHost, g.transport.IdleConnTimeout, cfg.ResponseHeaderTimeout, cfg.MaxResponseHeaderBytes)
 	g.proxyRT = g.upstream
 	if cfg.StdUpstream {
 		g.proxyRT = g.transport
@@ -310,9 +318,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = path
 		r.URL.RawPath = ""
 	}
+	// The body's limit holds before anything reads the body (routing by
+	// the "user" field does): over it by its Content-Length, the request
+	// is refused unread; of unknown length, no reader gets past it.
+	if r.ContentLength > g.cfg.MaxRequestBytes {
+		writeBodyError(w, tooLarge{g.cfg.MaxRequestBytes})
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
+	}
 	slot, setCookie, err := g.route(app, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
+		var re routingError
+		if errors.As(err, &re) {
+			writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
+		} else {
+			writeBodyError(w, err)
+		}
 		return
 	}
 	if slot == nil {
@@ -325,19 +348,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if setCookie {
 		h.Add("Set-Cookie", RoutingParam+"="+slot.name+app.genSuffix+g.cookieAge)
 	}
-	if r.ContentLength > g.cfg.MaxRequestBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is larger than the gateway's limit of "+strconv.Itoa(int(g.cfg.MaxRequestBytes))+" bytes")
-		return
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
-	}
 	var mirrorBody []byte
 	mirror := app.mirror != nil && slot == app.prod && !synthetic
 	if slot.rewrite != nil || mirror {
-		body, err := readBody(r)
+		body, err := readBody(r, g.cfg.MaxRequestBytes)
 		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
+			writeBodyError(w, err)
 			return
 		}
 		if mirror && app.mirror.take() {
@@ -417,7 +433,7 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 		if name := values.Get(RoutingParam); name != "" {
 			slot = app.lookup(name)
 			if slot == nil {
-				return nil, false, errors.New("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
+				return nil, false, routingError("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
 			}
 			values.Del(RoutingParam)
 			r.URL.RawQuery = values.Encode()
@@ -439,7 +455,7 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 			return app.pick(fnv1a(v)), false, nil
 		}
 	} else if app.stickyUser {
-		user, err := peekUser(r)
+		user, err := peekUser(r, g.cfg.MaxRequestBytes)
 		if err != nil {
 			return nil, false, err
 		}
@@ -448,6 +464,23 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 		}
 	}
 	return app.pick(rand.IntN(buckets)), false, nil
+}
+
+// routingError is a routing parameter that names no slot.
+type routingError string
+
+func (e routingError) Error() string { return string(e) }
+
+// writeBodyError answers a request whose body could not be read: 413 for
+// one over the limit, 400 for a broken one (a malformed chunk, a client
+// that stopped sending).
+func writeBodyError(w http.ResponseWriter, err error) {
+	var tl tooLarge
+	if errors.As(err, &tl) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", tl.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", "the request body could not be read: "+errorText(err))
 }
 
 // routingCookie finds "x-ms-routing-name=<slot>.<generation>" without
@@ -486,6 +519,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	slot := w.Header().Get(HeaderSlot)
 	g.log.Warn("backend error", "slot", slot, "err", err)
+	var htl headTooLarge
+	if errors.As(err, &htl) {
+		writeError(w, http.StatusBadGateway, "backend_response_too_large", "the model backend of slot "+slot+" sent a "+htl.Error()+" (gateway.maxResponseHeaderBytes)")
+		return
+	}
 	status, code := http.StatusBadGateway, "backend_unavailable"
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -42,6 +43,12 @@ type upstream struct {
 	idleTimeout time.Duration
 	// headerTimeout bounds the wait for response headers.
 	headerTimeout time.Duration
+	// maxHead bounds a response head in bytes, with the 1xx heads
+	// before it.
+	maxHead int64
+
+	// noEndPeek skips put's peek (for BenchmarkUpstreamEndPeek only).
+	noEndPeek bool
 
 	mu     sync.Mutex
 	idle   map[string][]*upConn // by host:port, most recently used last
@@ -49,13 +56,14 @@ type upstream struct {
 	stop   chan struct{}
 }
 
-func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration) *upstream {
+func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration, maxHead int64) *upstream {
 	u := &upstream{
 		fallback:      fallback,
 		dialer:        dialer,
 		maxIdle:       maxIdle,
 		idleTimeout:   idleTimeout,
 		headerTimeout: headerTimeout,
+		maxHead:       maxHead,
 		idle:          map[string][]*upConn{},
 		stop:          make(chan struct{}),
 	}
@@ -76,12 +84,35 @@ type upConn struct {
 	// written counts bytes written to conn during the current request, to
 	// tell "nothing was sent" (safe to retry) from a partial request.
 	written int64
+	// headLeft is what may still be read of the response head being
+	// read (MaxInt64 while a body is read).
+	headLeft int64
+	// drained: the last read from conn returned less than it asked for,
+	// so the socket held nothing more at that moment (see put).
+	drained bool
 	idleAt  time.Time
 	reused  bool
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
 	awaiter rawio.Awaiter
 	await   bool
+}
+
+// Read reads for br, within the head's limit: a backend that sends an
+// endless head is cut off there, as by http.Transport's
+// MaxResponseHeaderBytes (which counts the same way, the bytes read with
+// the head's end included).
+func (c *upConn) Read(p []byte) (int, error) {
+	if c.headLeft <= 0 {
+		return 0, headTooLarge{c.u.maxHead}
+	}
+	if int64(len(p)) > c.headLeft {
+		p = p[:c.headLeft]
+	}
+	n, err := c.conn.Read(p)
+	c.headLeft -= int64(n)
+	c.drained = err == nil && n < len(p)
+	return n, err
 }
 
 func (c *upConn) Write(p []byte) (int, error) {
@@ -104,11 +135,12 @@ func (c *upConn) Write(p []byte) (int, error) {
 }
 
 // probeAfter: a connection idle for less is reused without the liveness
-// probe. No server closes a keep-alive connection for idleness that soon,
-// and at load most connections come back within microseconds: the probe,
-// a system call on top of the four a request needs, is skipped where it
-// almost never finds anything. (A backend that dies within that millisecond is
-// found when the connection is used, as with net/http's Transport.)
+// probe. put found it quiet at its answer's end, no server closes a
+// keep-alive connection for idleness that soon, and at load most
+// connections come back within microseconds: the probe, a system call on
+// top of the four a request needs, is skipped where it almost never finds
+// anything. (A backend that dies within that millisecond is found when the
+// connection is used, as with net/http's Transport.)
 const probeAfter = time.Millisecond
 
 // RoundTrip implements http.RoundTripper.
@@ -166,7 +198,8 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		list[len(list)-1] = nil
 		u.idle[addr] = list[:len(list)-1]
 		u.mu.Unlock()
-		// Bytes nobody asked for put the connection out of step.
+		// Bytes nobody asked for put the connection out of step (put
+		// checked at the answer's end; the probe finds later ones).
 		idle := now.Sub(c.idleAt)
 		if idle > u.idleTimeout || c.br.Buffered() > 0 || (idle > probeAfter && !c.alive()) {
 			c.conn.Close()
@@ -186,12 +219,27 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	conn = rawio.Wrap(conn)
 	c.conn = conn
 	c.awaiter, _ = conn.(rawio.Awaiter)
-	c.br = bufio.NewReaderSize(conn, 4<<10)
+	c.br = bufio.NewReaderSize(c, 4<<10)
 	return c, nil
 }
 
-// put returns c to the pool after a complete exchange.
+// put returns c to the pool after a complete exchange, if the backend sent
+// nothing after the answer's end. Bytes after it (a body longer than its
+// Content-Length, say a length counted in characters; an unsolicited
+// second answer) would be read as the answer to the connection's next
+// request, another client's: such a connection is closed. Buffered finds
+// the bytes already read with the answer, and a non-blocking peek those
+// in the socket (net/http's Transport finds them the same way, its reader
+// goroutine peeking after every answer). The peek is a system call, made
+// only when the answer's last read filled what it asked for: a read that
+// returned less took all the socket held, and the answer's end came with
+// it, microseconds ago (the usual answer, a few KiB read into the 4 KiB
+// buffer). BenchmarkUpstreamEndPeek measures both.
 func (u *upstream) put(c *upConn) {
+	if c.br.Buffered() > 0 || (!c.drained && !u.noEndPeek && !c.alive()) {
+		c.conn.Close()
+		return
+	}
 	c.idleAt = time.Now()
 	u.mu.Lock()
 	if u.closed || len(u.idle[c.addr]) >= u.maxIdle {
@@ -285,6 +333,10 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return fail(err)
 	}
 	var resp *http.Response
+	// The limit holds for the final head and the informational ones
+	// before it together (as in net/http's Transport): an endless run of
+	// 1xx answers ends there too.
+	c.headLeft = c.u.maxHead
 	for {
 		var err error
 		resp, err = wire.ReadResponse(c.br, req)
@@ -297,6 +349,7 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 	}
+	c.headLeft = math.MaxInt64
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("backend switched protocols without being asked to"))
 	}
@@ -315,6 +368,13 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// headTooLarge is a backend's response head over the gateway's limit.
+type headTooLarge struct{ limit int64 }
+
+func (e headTooLarge) Error() string {
+	return "response head larger than the gateway's limit of " + strconv.FormatInt(e.limit, 10) + " bytes"
 }
 
 // reqHeaderExclude are the headers writeRequest writes itself.

@@ -223,7 +223,6 @@ func TestUpstreamDropsConnectionWithStrayBytes(t *testing.T) {
 	g, _ := benchGateway(t, Config{}, backend, "")
 	url := front(t, g)
 	for i := range 5 {
-		time.Sleep(10 * time.Millisecond) // let the stray bytes arrive
 		code, got, _ := post(t, url, `{}`)
 		if code != 200 || len(got) != 2 {
 			t.Fatalf("request %d: %d %q", i, code, got)

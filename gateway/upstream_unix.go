@@ -4,11 +4,13 @@ package gateway
 
 import "syscall"
 
-// alive reports whether an idle connection is still open: a backend that
-// closed it (a keep-alive timeout, a restart) has sent FIN, and a
-// non-blocking peek then reads end of file instead of "would block". One
-// system call per reuse spares a request written into a dead connection,
-// which could not be retried safely.
+// alive reports whether a connection is still open and quiet: a backend
+// that closed it (a keep-alive timeout, a restart) has sent FIN, and one
+// that sent bytes nobody asked for has put it out of step; a non-blocking
+// peek then reads end of file or data instead of "would block". put calls
+// it at every answer's end, get on a connection idle for a while: one
+// system call spares a request written into a dead connection (which could
+// not be retried safely) or answered with another request's bytes.
 func (c *upConn) alive() bool {
 	if c.raw == nil {
 		return true
