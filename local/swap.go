@@ -32,6 +32,13 @@ func (e *Engine) Swap(ctx context.Context, app string, req modelslot.SwapRequest
 	default:
 		return nil, modelslot.Errorf(modelslot.EINVALID, "swap: --action %q is not valid: use swap, preview or reset", req.Action)
 	}
+	// A slot still restored after a restart is waited for (outside the
+	// app's lock, which the restore needs to finish).
+	if req.Action != modelslot.SwapActionReset {
+		if err := e.awaitRestores(ctx, app, req.Source, req.Target); err != nil {
+			return nil, fmt.Errorf("swap: %w", err)
+		}
+	}
 	unlock := e.lockApp(app)
 	defer unlock()
 	a, err := e.app(app)
