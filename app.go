@@ -418,8 +418,8 @@ type SlotStatus struct {
 	Health  string  `json:"health,omitempty"` // why not healthy
 	// Starting: the deployment's backend is being restored after a
 	// restart; the slot gets no traffic until it is healthy.
-	Starting bool `json:"starting,omitempty"`
-	Backend string  `json:"backend,omitempty"`
+	Starting bool   `json:"starting,omitempty"`
+	Backend  string `json:"backend,omitempty"`
 	// InFlight counts requests being served by the slot's backend.
 	InFlight int64 `json:"inFlight"`
 }
