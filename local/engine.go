@@ -153,25 +153,32 @@ func (e *Engine) Open(ctx context.Context) error {
 	return nil
 }
 
-// recoverSwaps fails swaps left running by a crash. The flip is one
+// recoverSwaps ends the swap records a stop interrupted. The flip is one
 // transaction, so production is whatever the store says: untouched if the
-// crash came before it.
+// stop came before it, swapped if after. A swap past its flip (drain, or
+// completed while its old deployment was settling) is done: the restore
+// starts every slot's deployment with that slot's settings, which is what
+// the settling would have done.
 func (e *Engine) recoverSwaps(ctx context.Context, app string) error {
 	swaps, err := e.store.Swaps(ctx, app, 10)
 	if err != nil {
 		return err
 	}
 	for _, sw := range swaps {
-		if sw.Status != modelslot.SwapRunning {
+		switch {
+		case sw.Status == modelslot.SwapRunning && (sw.Phase == modelslot.PhaseDrain || sw.Phase == modelslot.PhaseDone):
+			sw.Status, sw.Phase, sw.Error = modelslot.SwapCompleted, modelslot.PhaseDone, ""
+		case sw.Status == modelslot.SwapRunning:
+			sw.Status = modelslot.SwapFailed
+			sw.Error = fmt.Sprintf("the daemon stopped during the %s phase; production was left as it was before the flip", sw.Phase)
+		case sw.Status == modelslot.SwapCompleted && sw.Phase != modelslot.PhaseDone:
+			sw.Phase = modelslot.PhaseDone
+		default:
 			continue
 		}
-		sw.Status = modelslot.SwapFailed
-		sw.Error = fmt.Sprintf("the daemon stopped during the %s phase; production was left as it was before the flip", sw.Phase)
-		if sw.Phase == modelslot.PhaseDrain || sw.Phase == modelslot.PhaseDone {
-			sw.Status = modelslot.SwapCompleted
-			sw.Error = ""
+		if sw.FinishedAt.IsZero() {
+			sw.FinishedAt = time.Now().UTC()
 		}
-		sw.FinishedAt = time.Now()
 		if err := e.store.PutSwap(ctx, sw); err != nil {
 			return err
 		}
