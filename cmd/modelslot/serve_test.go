@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,5 +218,166 @@ func TestStoreFullReachesCLI(t *testing.T) {
 		"the store could not save", "disk full: free space on the disk that holds the data directory")
 	if strings.Contains(err.Error(), "internal error") {
 		t.Errorf("error %q", err)
+	}
+}
+
+// holdStream is a model backend whose streams send one event, then wait
+// for release before they end.
+type holdStream struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *holdStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" {
+		return
+	}
+	io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "text/event-stream")
+	fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n")
+	w.(http.Flusher).Flush()
+	h.started <- struct{}{}
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
+		return
+	}
+	fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n")
+}
+
+// serveProcess is `modelslot serve` running in a child process.
+type serveProcess struct {
+	cmd            *exec.Cmd
+	stdout, stderr *bytes.Buffer
+	gateway, admin string
+	exited         chan struct{}
+}
+
+func startServe(t *testing.T, args ...string) *serveProcess {
+	t.Helper()
+	a, _ := json.Marshal(append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-level", "warn"}, args...))
+	p := &serveProcess{cmd: exec.Command(os.Args[0]), stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "MODELSLOT_TEST_MAIN="+string(a))
+	p.cmd.Stderr = p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		l := sc.Text()
+		p.stdout.WriteString(l + "\n")
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "gateway:" {
+			p.gateway = f[1]
+		} else if len(f) >= 2 && f[0] == "admin:" {
+			p.admin = f[1]
+			break
+		}
+	}
+	if p.admin == "" {
+		p.cmd.Process.Kill()
+		t.Fatalf("serve did not start: %s%s", p.stdout, p.stderr)
+	}
+	go func() {
+		for sc.Scan() {
+			p.stdout.WriteString(sc.Text() + "\n")
+		}
+		p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p
+}
+
+func healthOf(gw string) int {
+	resp, err := http.Get(gw + daemon.HealthPath)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestServeSIGTERM: SIGTERM turns the gateway's health endpoint to 503
+// first, lets the stream in flight finish whole, then exits 0 saying that
+// nothing was cut (it exited 1 with "webhook queues not drained" with no
+// webhook configured). With a stream longer than shutdown.drainTimeout,
+// the stream is cut, and the exit is still 0 and says how many.
+func TestServeSIGTERM(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM")
+	}
+	for _, tc := range []struct {
+		name, config, want string
+		cut                bool
+	}{
+		{"drained", "", "modelslot stopped: every request in flight finished", false},
+		{"cut", "shutdown:\n  drainTimeout: 300ms\n", "modelslot stopped: 1 requests or streams were still in flight after the drain timeout (300ms) and were cut", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &holdStream{started: make(chan struct{}, 4), release: make(chan struct{})}
+			backend := httptest.NewServer(h)
+			defer backend.Close()
+			data := t.TempDir()
+			file := filepath.Join(t.TempDir(), "modelslot.yaml")
+			os.WriteFile(file, []byte(tc.config), 0o600)
+			p := startServe(t, "--data", data, "--config", file)
+			mustRun(t, "deploy", "production", "--url", backend.URL, "--server", p.admin, "--data", data)
+			if code := healthOf(p.gateway); code != http.StatusOK {
+				t.Fatalf("health before SIGTERM: %d", code)
+			}
+			resp, err := http.Post(p.gateway+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			<-h.started
+			br := bufio.NewReader(resp.Body)
+			br.ReadString('\n')
+
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			if !tc.cut {
+				deadline := time.Now().Add(30 * time.Second)
+				for healthOf(p.gateway) != http.StatusServiceUnavailable {
+					if time.Now().After(deadline) {
+						t.Fatal("health did not turn 503 after SIGTERM")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				select {
+				case <-p.exited:
+					t.Fatalf("serve exited with a stream in flight: %s", p.stdout)
+				default:
+				}
+				close(h.release)
+			}
+			rest, err := io.ReadAll(br)
+			if got := err == nil && strings.HasSuffix(string(rest), "data: [DONE]\n\n"); got == tc.cut {
+				t.Fatalf("stream whole: %v, want %v (%q, %v)", got, !tc.cut, rest, err)
+			}
+			select {
+			case <-p.exited:
+			case <-time.After(time.Minute):
+				t.Fatal("serve did not exit after SIGTERM")
+			}
+			if tc.cut {
+				close(h.release)
+			}
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("exit status %d, want 0; stderr:\n%s", code, p.stderr)
+			}
+			if !strings.Contains(p.stdout.String(), tc.want) {
+				t.Errorf("stdout:\n%s\nwant %q", p.stdout, tc.want)
+			}
+			if strings.Contains(p.stderr.String(), "not drained") {
+				t.Errorf("stderr:\n%s", p.stderr)
+			}
+		})
 	}
 }
