@@ -250,7 +250,11 @@ func newHoldBackend(t *testing.T) (*holdBackend, string) {
 }
 
 func (h *holdBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/health" {
+	switch r.URL.Path {
+	case "/health":
+		return
+	case "/v1/models":
+		io.WriteString(w, `{"object":"list","data":[]}`)
 		return
 	}
 	io.Copy(io.Discard, r.Body)
@@ -287,10 +291,19 @@ func openStream(t *testing.T, gw string, h *holdBackend) (*http.Response, *bufio
 
 // TestShutdownDrainsInOrder: a shutdown turns the health endpoint to 503
 // first, lets the stream in flight finish whole, then stops, with nothing
-// cut.
+// cut; on the built-in server and on net/http's.
 func TestShutdownDrainsInOrder(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdServer=%v", std), func(t *testing.T) { testShutdownDrainsInOrder(t, std) })
+	}
+}
+
+func testShutdownDrainsInOrder(t *testing.T, stdServer bool) {
 	h, url := newHoldBackend(t)
-	e := startDaemon(t, t.TempDir())
+	cfg := config.Default()
+	cfg.Data, cfg.Listen, cfg.Admin = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Gateway.StdServer = stdServer
+	e := startDaemonWith(t, cfg)
 	e.deploy(modelslot.Production, url, "v1")
 	gw := e.d.GatewayURL()
 	if code, _ := gatewayHealth(t, gw); code != http.StatusOK {
@@ -318,6 +331,17 @@ func TestShutdownDrainsInOrder(t *testing.T) {
 	case r := <-done:
 		t.Fatalf("the daemon stopped with a stream in flight: %+v", r)
 	default:
+	}
+	// A request that arrives while draining (the load balancer has not
+	// seen the 503 yet) is served, on a connection that then closes.
+	late, err := http.Get(gw + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, late.Body)
+	late.Body.Close()
+	if late.StatusCode != http.StatusOK || !late.Close {
+		t.Fatalf("a request during the drain: %d, connection close %v; want 200 and close", late.StatusCode, late.Close)
 	}
 	close(h.release)
 	rest, err := io.ReadAll(br)
