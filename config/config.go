@@ -75,6 +75,12 @@ type Gateway struct {
 	CookieMaxAge    modelslot.Duration `yaml:"cookieMaxAge"`    // default 24h
 	ReadTimeout     modelslot.Duration `yaml:"readHeaderTimeout"`
 	DrainTimeout    modelslot.Duration `yaml:"drainTimeout"` // default 10m
+	// MirrorMaxBytes bounds what shadow requests queued or in flight hold
+	// (default 67108864, 64 MiB); beyond it requests are not mirrored.
+	MirrorMaxBytes int64 `yaml:"mirrorMaxBytes"`
+	// IdleTimeout closes a keep-alive connection of the gateway's or the
+	// admin listener that waits longer for its next request (default 2m).
+	IdleTimeout modelslot.Duration `yaml:"idleTimeout"`
 	// StdTransport sends every backend request through net/http's
 	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
 	StdTransport bool `yaml:"stdTransport"`
@@ -214,6 +220,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Shutdown.DrainTimeout < 0 {
 		return bad("shutdown.drainTimeout", "must not be negative")
+	}
+	if c.Gateway.ReadTimeout < 0 {
+		return bad("gateway.readHeaderTimeout", "must not be negative")
+	}
+	if c.Gateway.IdleTimeout < 0 {
+		return bad("gateway.idleTimeout", "must not be negative")
+	}
+	if c.Gateway.MirrorMaxBytes < 0 {
+		return bad("gateway.mirrorMaxBytes", "must not be negative")
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {

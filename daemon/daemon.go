@@ -123,6 +123,7 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	d.Gateway = gateway.New(gateway.Config{
 		Logger:          log.With("component", "gateway"),
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
+		MirrorMaxBytes:  cfg.Gateway.MirrorMaxBytes,
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
 		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      reg,
@@ -175,14 +176,19 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	if readHeader == 0 {
 		readHeader = 30 * time.Second
 	}
+	idle := cfg.Gateway.IdleTimeout.D()
+	if idle == 0 {
+		idle = 2 * time.Minute
+	}
 	d.front = &front{next: d.Gateway, ready: d.Engine.Ready}
 	if cfg.Gateway.StdServer {
 		d.gwSrv = &http.Server{Handler: d.front, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+			IdleTimeout: idle, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	} else {
-		d.gwSrv = &h1.Server{Handler: d.front, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader, Log: log}
+		d.gwSrv = &h1.Server{Handler: d.front, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+			IdleTimeout: idle, Log: log}
 	}
-	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader,
+	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader, IdleTimeout: idle,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Serve the last routing now: slots whose backends are not restored
 	// yet get no traffic, and the health endpoint says "starting".
