@@ -177,7 +177,11 @@ func (s Stopped) String() string {
 	if s.Cut == 0 {
 		return fmt.Sprintf("modelslot stopped: every request in flight finished (drain took %s of %s)", s.Drained.Round(time.Millisecond), s.DrainTimeout)
 	}
-	return fmt.Sprintf("modelslot stopped: %d requests or streams were still in flight after the drain timeout (%s) and were cut; raise shutdown.drainTimeout to give them longer", s.Cut, s.DrainTimeout)
+	what := "requests or streams were"
+	if s.Cut == 1 {
+		what = "request or stream was"
+	}
+	return fmt.Sprintf("modelslot stopped: %d %s still in flight after the drain timeout (%s) and cut; raise shutdown.drainTimeout to give them longer", s.Cut, what, s.DrainTimeout)
 }
 
 // Shutdown stops the daemon gracefully: the health endpoint answers 503 at

@@ -382,7 +382,7 @@ func TestShutdownCutsAfterDrainTimeout(t *testing.T) {
 	if st.Cut != 1 || st.DrainTimeout != 500*time.Millisecond {
 		t.Fatalf("shutdown: %+v, want 1 cut after 500ms", st)
 	}
-	if !strings.Contains(st.String(), "1 requests or streams were still in flight after the drain timeout (500ms) and were cut") {
+	if !strings.Contains(st.String(), "1 request or stream was still in flight after the drain timeout (500ms) and cut") {
 		t.Errorf("report %q", st)
 	}
 	if rest, err := io.ReadAll(br); err == nil && strings.Contains(string(rest), "[DONE]") {

@@ -318,7 +318,7 @@ func TestServeSIGTERM(t *testing.T) {
 		cut                bool
 	}{
 		{"drained", "", "modelslot stopped: every request in flight finished", false},
-		{"cut", "shutdown:\n  drainTimeout: 300ms\n", "modelslot stopped: 1 requests or streams were still in flight after the drain timeout (300ms) and were cut", true},
+		{"cut", "shutdown:\n  drainTimeout: 300ms\n", "modelslot stopped: 1 request or stream was still in flight after the drain timeout (300ms) and cut", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &holdStream{started: make(chan struct{}, 4), release: make(chan struct{})}
