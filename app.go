@@ -421,7 +421,10 @@ type SlotStatus struct {
 	Percent float64 `json:"percent"`
 	Healthy bool    `json:"healthy"`
 	Health  string  `json:"health,omitempty"` // why not healthy
-	Backend string  `json:"backend,omitempty"`
+	// Starting: the deployment's backend is being restored after a
+	// restart; the slot gets no traffic until it is healthy.
+	Starting bool   `json:"starting,omitempty"`
+	Backend  string `json:"backend,omitempty"`
 	// InFlight counts requests being served by the slot's backend.
 	InFlight int64 `json:"inFlight"`
 }

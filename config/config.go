@@ -48,6 +48,16 @@ type Config struct {
 	RolloutInterval modelslot.Duration `yaml:"rolloutInterval"`
 	// Metrics chooses where rollout gates read their measurements.
 	Metrics Metrics `yaml:"metrics"`
+	// Shutdown tunes how the daemon stops (SIGTERM, SIGINT).
+	Shutdown Shutdown `yaml:"shutdown"`
+}
+
+// Shutdown tunes the daemon's stop.
+type Shutdown struct {
+	// DrainTimeout is how long requests and streams in flight on the
+	// gateway may take to finish once a stop begins; the rest are cut
+	// (default 30s).
+	DrainTimeout modelslot.Duration `yaml:"drainTimeout"`
 }
 
 // Metrics selects the metric source of rollout gates.
@@ -196,7 +206,7 @@ func yamlError(err error) string {
 	s := strings.TrimPrefix(err.Error(), "yaml: ")
 	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
 	s = strings.ReplaceAll(s, "\n  ", "; ")
-	for _, t := range []string{"config.Config", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook"} {
+	for _, t := range []string{"config.Config", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook", "config.Shutdown"} {
 		s = strings.ReplaceAll(s, " in type "+t, " ("+strings.ToLower(strings.TrimPrefix(t, "config."))+")")
 	}
 	return s + " (docs/CONFIG.md lists every field)"
@@ -230,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway.MaxHeaderBytes < 0 {
 		return bad("gateway.maxHeaderBytes", "must not be negative")
+	}
+	if c.Shutdown.DrainTimeout < 0 {
+		return bad("shutdown.drainTimeout", "must not be negative")
 	}
 	if c.Gateway.ReadTimeout < 0 {
 		return bad("gateway.readHeaderTimeout", "must not be negative")

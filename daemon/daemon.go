@@ -64,13 +64,18 @@ type Daemon struct {
 
 	gwLn, adminLn   net.Listener
 	gwSrv, adminSrv httpServer
+	front           *front
 	closers         []func(context.Context) error
 	wg              sync.WaitGroup
 }
 
-// Start opens the state, restores slots, applies the config's declarations
-// and starts listening. Close (or cancelling Run's context) stops it.
-func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
+// Start opens the state and the listeners, serves the last routing at
+// once while the slots' backends are restored in the background, applies
+// the config's declarations and starts the rollout controller. Close or
+// Shutdown (or cancelling Run's context) stops it. A start that fails stops
+// everything it had started, model servers included, and returns an error
+// that says what to do.
+func Start(ctx context.Context, opts Options) (*Daemon, error) {
 	cfg := opts.Config
 	if cfg == nil {
 		cfg = config.Default()
@@ -83,22 +88,40 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, modelslot.Errorf(modelslot.EINVALID, "data directory %s: %v", cfg.Data, err)
-	}
-	d = &Daemon{cfg: cfg, log: log}
-	defer func() {
-		if err != nil {
-			d.Close(context.Background())
+	d := &Daemon{cfg: cfg, log: log}
+	if err := d.start(ctx, getenv); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cerr := d.Close(cctx); cerr != nil {
+			log.Warn("stop after a failed start", "err", cerr)
 		}
-	}()
-	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
 		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err error) {
+	cfg, log := d.cfg, d.log
+	unlock, err := prepareData(cfg.Data)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, func(context.Context) error { unlock(); return nil })
+	// Listeners first: a busy port is reported before any model server
+	// starts.
+	if d.gwLn, err = listen(cfg.Listen, "gateway", "--listen", "listen"); err != nil {
+		return err
+	}
+	if d.adminLn, err = listen(cfg.Admin, "admin API", "--admin", "admin"); err != nil {
+		return err
+	}
+	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
+		return modelslot.Wrapf(err, modelslot.EINVALID, "the data directory %s is not usable: %v: fix its permissions or choose another with --data", cfg.Data, err)
 	}
 	if d.Store, err = openStore(ctx, cfg, log); err != nil {
-		return nil, err
+		return err
 	}
-	d.closers = append(d.closers, func(context.Context) error { return d.Store.Close() })
+	d.closers = append([]func(context.Context) error{func(context.Context) error { return d.Store.Close() }}, d.closers...)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -133,10 +156,17 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
-		return nil, err
+		return modelslot.Wrapf(err, modelslot.EINVALID, "the data directory %s is not usable: %v: fix its permissions or choose another with --data", cfg.Data, err)
 	}
 	bus := newBus(d.Store, log.With("component", "events"), cfg.Webhooks)
-	d.closers = append(d.closers, bus.Close)
+	d.closers = append([]func(context.Context) error{func(ctx context.Context) error {
+		// Undelivered webhooks are logged and counted by the bus; they do
+		// not make the stop a failure.
+		if err := bus.Close(ctx); err != nil {
+			log.Warn("stop", "err", err)
+		}
+		return nil
+	}}, d.closers...)
 	d.Engine = local.New(local.Config{
 		Store:        d.Store,
 		Gateway:      d.Gateway,
@@ -146,22 +176,22 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		DrainTimeout: cfg.Gateway.DrainTimeout.D(),
 		Shared:       cfg.Store != "",
 	})
-	if err := d.Engine.Open(ctx); err != nil {
-		return nil, err
-	}
+	// The engine's Close stops every model server it started, also when
+	// Open or a later step fails.
 	d.closers = append([]func(context.Context) error{d.Engine.Close}, d.closers...)
+	if err := d.Engine.Open(ctx); err != nil {
+		return err
+	}
 	if pg, ok := d.Store.(*postgres.DB); ok {
 		stop := d.watchStore(pg, log.With("component", "replica"))
 		d.closers = append([]func(context.Context) error{stop}, d.closers...)
 	}
-	if err := d.declare(ctx, getenv); err != nil {
-		return nil, err
-	}
 
 	ctrl, err := newController(ctx, d, bus, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
@@ -172,13 +202,6 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
 
-	if d.gwLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, modelslot.Errorf(modelslot.EINVALID, "gateway listener --listen %s: %v", cfg.Listen, err)
-	}
-	if d.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-		d.gwLn.Close()
-		return nil, modelslot.Errorf(modelslot.EINVALID, "admin listener --admin %s: %v", cfg.Admin, err)
-	}
 	maxHeader := cfg.Gateway.MaxHeaderBytes
 	if maxHeader == 0 {
 		maxHeader = 1 << 20
@@ -191,15 +214,18 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if idle == 0 {
 		idle = 2 * time.Minute
 	}
+	d.front = &front{next: d.Gateway, ready: d.Engine.Ready}
 	if cfg.Gateway.StdServer {
-		d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+		d.gwSrv = &http.Server{Handler: d.front, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
 			IdleTimeout: idle, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	} else {
-		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+		d.gwSrv = &h1.Server{Handler: d.front, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
 			IdleTimeout: idle, Log: log}
 	}
 	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader, IdleTimeout: idle,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Serve the last routing now: slots whose backends are not restored
+	// yet get no traffic, and the health endpoint says "starting".
 	for _, p := range []struct {
 		s  httpServer
 		ln net.Listener
@@ -212,10 +238,13 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 			}
 		}()
 	}
+	if err := d.declare(ctx, getenv); err != nil {
+		return err
+	}
 	ctrl.start()
-	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
+	d.front.started.Store(true)
 	log.Info("modelslot daemon started", "gateway", d.GatewayURL(), "admin", d.AdminURL(), "data", cfg.Data)
-	return d, nil
+	return nil
 }
 
 // GatewayURL is the public OpenAI-compatible base address.
@@ -227,16 +256,17 @@ func (d *Daemon) AdminURL() string { return "http://" + d.adminLn.Addr().String(
 // DataDir is the state directory.
 func (d *Daemon) DataDir() string { return d.cfg.Data }
 
-// Run blocks until ctx ends, then shuts down gracefully.
+// Run blocks until ctx ends, then shuts down gracefully (see Shutdown).
 func (d *Daemon) Run(ctx context.Context) error {
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return d.Close(sctx)
+	st, err := d.Shutdown(context.Background())
+	d.log.Info(st.String())
+	return err
 }
 
 // Close stops the listeners (letting in-flight requests and streams
-// finish within ctx), the controller, the engine and its processes.
+// finish within ctx), the controller, the engine and its processes, the
+// event bus and the store. It does not drain first: see Shutdown.
 func (d *Daemon) Close(ctx context.Context) error {
 	var errs []error
 	for _, s := range []httpServer{d.gwSrv, d.adminSrv} {
@@ -245,6 +275,13 @@ func (d *Daemon) Close(ctx context.Context) error {
 				s.Close()
 			}
 		}
+	}
+	// Listeners opened by a start that failed before serving.
+	if d.gwSrv == nil && d.gwLn != nil {
+		d.gwLn.Close()
+	}
+	if d.adminSrv == nil && d.adminLn != nil {
+		d.adminLn.Close()
 	}
 	d.wg.Wait()
 	if d.Gateway != nil {

@@ -78,7 +78,28 @@ func startDaemonWith(t *testing.T, cfg *config.Config) *env {
 	}
 	e := &env{t: t, d: d, c: client.New(d.AdminURL(), d.Token), data: cfg.Data, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(func() { e.stop() })
+	e.waitRestored()
 	return e
+}
+
+// waitRestored waits until no slot is still starting: a restarted daemon
+// restores its slots' backends in the background.
+func (e *env) waitRestored() {
+	e.t.Helper()
+	waitFor(e.t, "the slots to be restored", 90*time.Second, func() bool {
+		for _, app := range e.d.Engine.Apps() {
+			st, err := e.d.Engine.Status(context.Background(), app)
+			if err != nil {
+				return false
+			}
+			for _, s := range st.Slots {
+				if s.Starting {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }
 
 func (e *env) stop() {

@@ -28,7 +28,7 @@ func (d *Daemon) watchStore(db *postgres.DB, log *slog.Logger) func(context.Cont
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			err := listen(ctx, db, kick)
+			err := listenStore(ctx, db, kick)
 			if ctx.Err() == nil {
 				log.Debug("LISTEN connection lost; polling until it is back", "err", err)
 				select {
@@ -68,9 +68,9 @@ func (d *Daemon) watchStore(db *postgres.DB, log *slog.Logger) func(context.Cont
 	}
 }
 
-// listen holds one connection on LISTEN and kicks the refresher on every
+// listenStore holds one connection on LISTEN and kicks the refresher on every
 // notification, until the connection fails or ctx ends.
-func listen(ctx context.Context, db *postgres.DB, kick chan<- struct{}) error {
+func listenStore(ctx context.Context, db *postgres.DB, kick chan<- struct{}) error {
 	pooled, err := db.Pool().Acquire(ctx)
 	if err != nil {
 		return err

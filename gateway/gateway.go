@@ -330,6 +330,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	slot, setCookie, err := g.route(app, r)
 	if err != nil {
+		var nr notReadyError
+		if errors.As(err, &nr) {
+			writeError(w, http.StatusServiceUnavailable, "slot_not_ready", err.Error())
+			return
+		}
 		var re routingError
 		if errors.As(err, &re) {
 			writeError(w, http.StatusBadRequest, "invalid_routing_name", err.Error())
@@ -339,6 +344,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slot == nil {
+		if why, ok := app.notReady[modelslot.Production]; ok {
+			writeError(w, http.StatusServiceUnavailable, "slot_not_ready", notReadyError{app.name, modelslot.Production, why}.Error())
+			return
+		}
 		writeError(w, http.StatusServiceUnavailable, "no_deployment", "app "+app.name+" has no deployment in production: deploy one with `modelslot deploy production --url ...`")
 		return
 	}
@@ -432,6 +441,9 @@ func (g *Gateway) route(app *appRoute, r *http.Request) (slot *slotRoute, setCoo
 		values := r.URL.Query()
 		if name := values.Get(RoutingParam); name != "" {
 			slot = app.lookup(name)
+			if why, ok := app.notReady[app.canonical(name)]; slot == nil && ok {
+				return nil, false, notReadyError{app.name, app.canonical(name), why}
+			}
 			if slot == nil {
 				return nil, false, routingError("routing: no slot named " + name + " has a deployment in app " + app.name + " (use a slot name or self)")
 			}

@@ -36,6 +36,9 @@ type appRoute struct {
 	// order; production takes [ranges[len-1].end, buckets).
 	ranges []bucketRange
 	mirror *mirrorRule
+	// notReady holds the slots whose deployment has no healthy backend yet
+	// (restoring after a restart) and why; they get no traffic.
+	notReady map[string]string
 }
 
 type bucketRange struct {
@@ -61,6 +64,10 @@ type slotRoute struct {
 type RouteApp struct {
 	App      *modelslot.App
 	Backends map[string]*Backend
+	// NotReady names the slots whose deployment is not served yet (its
+	// backend is starting) and why: their share goes to production, and a
+	// request for one of them gets a 503 that says so.
+	NotReady map[string]string
 }
 
 func (g *Gateway) buildSnapshot(apps []RouteApp) *snapshot {
@@ -72,6 +79,9 @@ func (g *Gateway) buildSnapshot(apps []RouteApp) *snapshot {
 			generation: a.Routing.Generation,
 			genSuffix:  "." + strconv.FormatInt(a.Routing.Generation, 10),
 			slots:      make(map[string]*slotRoute, len(a.Slots)),
+		}
+		if len(ra.NotReady) > 0 {
+			ar.notReady = ra.NotReady
 		}
 		switch {
 		case a.StickyKey == "user":
@@ -182,4 +192,21 @@ func fnv1a(s string) int {
 		h *= prime
 	}
 	return int(h % buckets)
+}
+
+// canonical is a slot name as the app's state spells it ("self" is
+// production).
+func (a *appRoute) canonical(name string) string {
+	if name == modelslot.Self {
+		return modelslot.Production
+	}
+	return name
+}
+
+// notReadyError answers a request for a slot whose deployment is not
+// served yet.
+type notReadyError struct{ app, slot, why string }
+
+func (e notReadyError) Error() string {
+	return "slot " + e.slot + " of app " + e.app + " is not ready yet (" + e.why + "): try again shortly"
 }

@@ -289,6 +289,7 @@ func (e *Engine) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 		e.stopProc(rt)
 		return nil, err
 	}
+	e.cancelRestore(app, s.Name) // the new deployment replaces one not restored yet
 	e.retire(old)
 	e.emit(ctx, app, "deploy.completed", req.Actor, "slot %s now serves %s", s.Name, d.Label())
 	out := *s

@@ -62,6 +62,7 @@ type Engine struct {
 	apps     map[string]*modelslot.App
 	backends map[string]*runtime // "app/slot" -> what serves the slot
 	prepared map[string]*runtime // app -> the source prepared by a swap preview
+	restores map[string]*restore // "app/slot" -> its backend being restored after a restart
 	bg       sync.WaitGroup
 	closed   chan struct{}
 }
@@ -99,6 +100,7 @@ func New(cfg Config) *Engine {
 		apps:     map[string]*modelslot.App{},
 		backends: map[string]*runtime{},
 		prepared: map[string]*runtime{},
+		restores: map[string]*restore{},
 		closed:   make(chan struct{}),
 	}
 }
@@ -135,57 +137,52 @@ func (e *Engine) Open(ctx context.Context) error {
 			e.log.Warn("stopped model servers left running by the previous daemon", "count", n)
 		}
 	}
-	// Start every backend, then wait for them together: a restart with
-	// several slots costs the slowest model's load time, not the sum.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	// Every slot's backend is restored in the background: the gateway
+	// serves the last routing at once, and a slot whose backend is not
+	// healthy yet gets no traffic (its share goes to production).
+	e.mu.Lock()
 	for _, a := range apps {
-		for _, s := range a.Slots {
-			if s.Deployment == nil {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rt, err := e.startRuntime(ctx, a.Name, s.Name, s.Deployment, s.StickySettings)
-				if err != nil {
-					e.log.Error("restore slot", "app", a.Name, "slot", s.Name, "err", err)
-					return
-				}
-				mu.Lock()
-				e.backends[key(a.Name, s.Name)] = rt
-				mu.Unlock()
-			}()
-		}
 		// Previews do not survive a restart: their prepared process is gone.
 		for _, s := range a.Slots {
 			s.PreparedForSwap = ""
 		}
+		for _, s := range a.Slots {
+			if s.Deployment != nil {
+				e.startRestore(a.Name, s.Name, s.Deployment, s.StickySettings)
+			}
+		}
 	}
-	wg.Wait()
+	e.mu.Unlock()
 	e.publish()
 	return nil
 }
 
-// recoverSwaps fails swaps left running by a crash. The flip is one
+// recoverSwaps ends the swap records a stop interrupted. The flip is one
 // transaction, so production is whatever the store says: untouched if the
-// crash came before it.
+// stop came before it, swapped if after. A swap past its flip (drain, or
+// completed while its old deployment was settling) is done: the restore
+// starts every slot's deployment with that slot's settings, which is what
+// the settling would have done.
 func (e *Engine) recoverSwaps(ctx context.Context, app string) error {
 	swaps, err := e.store.Swaps(ctx, app, 10)
 	if err != nil {
 		return err
 	}
 	for _, sw := range swaps {
-		if sw.Status != modelslot.SwapRunning {
+		switch {
+		case sw.Status == modelslot.SwapRunning && (sw.Phase == modelslot.PhaseDrain || sw.Phase == modelslot.PhaseDone):
+			sw.Status, sw.Phase, sw.Error = modelslot.SwapCompleted, modelslot.PhaseDone, ""
+		case sw.Status == modelslot.SwapRunning:
+			sw.Status = modelslot.SwapFailed
+			sw.Error = fmt.Sprintf("the daemon stopped during the %s phase; production was left as it was before the flip", sw.Phase)
+		case sw.Status == modelslot.SwapCompleted && sw.Phase != modelslot.PhaseDone:
+			sw.Phase = modelslot.PhaseDone
+		default:
 			continue
 		}
-		sw.Status = modelslot.SwapFailed
-		sw.Error = fmt.Sprintf("the daemon stopped during the %s phase; production was left as it was before the flip", sw.Phase)
-		if sw.Phase == modelslot.PhaseDrain || sw.Phase == modelslot.PhaseDone {
-			sw.Status = modelslot.SwapCompleted
-			sw.Error = ""
+		if sw.FinishedAt.IsZero() {
+			sw.FinishedAt = time.Now().UTC()
 		}
-		sw.FinishedAt = time.Now()
 		if err := e.store.PutSwap(ctx, sw); err != nil {
 			return err
 		}
@@ -270,6 +267,11 @@ func (e *Engine) publish() {
 		for _, s := range a.Slots {
 			if rt := e.backends[key(a.Name, s.Name)]; rt != nil && s.Deployment != nil {
 				ra.Backends[s.Name] = rt.backend
+			} else if r := e.restores[key(a.Name, s.Name)]; r != nil && s.Deployment != nil {
+				if ra.NotReady == nil {
+					ra.NotReady = map[string]string{}
+				}
+				ra.NotReady[s.Name] = r.state()
 			}
 		}
 		routes = append(routes, ra)
@@ -421,6 +423,7 @@ func (e *Engine) DeleteSlot(ctx context.Context, app, slot string, force bool) e
 	if err := e.commit(ctx, a, nil, map[string]*runtime{key(app, slot): nil}); err != nil {
 		return err
 	}
+	e.cancelRestore(app, slot)
 	e.retire(old)
 	e.emit(ctx, app, "slot.deleted", "", "slot %s deleted", slot)
 	return nil
@@ -479,6 +482,17 @@ func (e *Engine) Status(ctx context.Context, app string) (*modelslot.AppStatus, 
 		e.mu.RLock()
 		rt := e.backends[key(app, s.Name)]
 		e.mu.RUnlock()
+		if s.Deployment != nil && rt == nil {
+			e.mu.RLock()
+			if r := e.restores[key(app, s.Name)]; r != nil {
+				ss.Starting = true
+				ss.Health = r.state()
+			} else {
+				ss.Health = "no running backend"
+			}
+			e.mu.RUnlock()
+			continue
+		}
 		if s.Deployment == nil || rt == nil {
 			ss.Health = "no deployment"
 			continue

@@ -32,6 +32,13 @@ func (e *Engine) Swap(ctx context.Context, app string, req modelslot.SwapRequest
 	default:
 		return nil, modelslot.Errorf(modelslot.EINVALID, "swap: --action %q is not valid: use swap, preview or reset", req.Action)
 	}
+	// A slot still restored after a restart is waited for (outside the
+	// app's lock, which the restore needs to finish).
+	if req.Action != modelslot.SwapActionReset {
+		if err := e.awaitRestores(ctx, app, req.Source, req.Target); err != nil {
+			return nil, fmt.Errorf("swap: %w", err)
+		}
+	}
 	unlock := e.lockApp(app)
 	defer unlock()
 	a, err := e.app(app)
@@ -264,9 +271,20 @@ func (e *Engine) settle(app, slot string, d *modelslot.Deployment, sticky map[st
 			case <-ctx.Done():
 			}
 		}()
+		// However the settling ends, the swap record leaves the drain
+		// phase: the swap itself completed at the flip.
+		defer func() {
+			rec := *rec
+			rec.Phase = modelslot.PhaseDone
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := e.store.PutSwap(sctx, &rec); err != nil {
+				e.log.Error("save swap", "err", err)
+			}
+		}()
 		rt, err := e.startRuntime(ctx, app, slot, d, sticky)
 		if err != nil {
-			e.log.Error("settle swapped deployment", "app", app, "slot", slot, "err", err)
+			e.log.Error("settle swapped deployment: it keeps serving with its previous settings", "app", app, "slot", slot, "err", err)
 			return
 		}
 		unlock := e.lockApp(app)
@@ -283,8 +301,5 @@ func (e *Engine) settle(app, slot string, d *modelslot.Deployment, sticky map[st
 		}
 		e.publish()
 		e.retire(old)
-		rec := *rec
-		rec.Phase = modelslot.PhaseDone
-		e.store.PutSwap(ctx, &rec)
 	}()
 }

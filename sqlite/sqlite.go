@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/modelslot/modelslot"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 var _ modelslot.Store = (*DB)(nil)
@@ -50,6 +50,47 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// saveErr wraps the error of a write. A failure of the disk or the file
+// (full, read-only, locked, broken) is the user's to fix, so it says so,
+// as an unavailable error with its cause, rather than an internal one.
+func saveErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		reason := ""
+		switch se.Code() & 0xff { // the primary result code
+		case 13: // SQLITE_FULL
+			reason = "disk full: free space on the disk that holds the data directory, then try again"
+		case 10: // SQLITE_IOERR
+			reason = "disk I/O error: check the disk that holds the data directory"
+		case 8: // SQLITE_READONLY
+			reason = "the database is read-only: give the daemon's user write access to the data directory"
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			reason = "the database is locked by another process: only one daemon may use a data directory"
+		case 14: // SQLITE_CANTOPEN
+			reason = "the database file cannot be opened: check the data directory"
+		}
+		if reason != "" {
+			return modelslot.Wrapf(err, modelslot.EUNAVAILABLE, "the store could not save (%s): %s", op, reason)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// LimitSize bounds the database file to about maxBytes (at least its
+// current size): a write that would grow it further fails as on a full
+// disk. Tests use it to see what a full disk does.
+func (s *DB) LimitSize(ctx context.Context, maxBytes int64) error {
+	var pageSize int64
+	if err := s.db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, max(1, maxBytes/pageSize)))
+	return err
 }
 
 // Close closes the database.
@@ -169,11 +210,11 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 	doc, err := json.Marshal(app)
 	app.StoreVersion = from
 	if err != nil {
-		return fmt.Errorf("put app %s: %w", app.Name, err)
+		return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("put app %s: %w", app.Name, err)
+		return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 	}
 	defer tx.Rollback()
 	var res sql.Result
@@ -185,20 +226,20 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 			string(doc), time.Now().UnixNano(), from+1, app.Name, from)
 	}
 	if err != nil {
-		return fmt.Errorf("put app %s: %w", app.Name, err)
+		return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("put app %s: %w", app.Name, err)
+		return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 	} else if n != 1 {
 		return modelslot.ErrStaleApp(app.Name, from)
 	}
 	if swap != nil {
 		if err := putSwap(ctx, tx, swap); err != nil {
-			return fmt.Errorf("put app %s: %w", app.Name, err)
+			return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("put app %s: %w", app.Name, err)
+		return saveErr(fmt.Sprintf("put app %s", app.Name), err)
 	}
 	app.StoreVersion = from + 1
 	return nil
@@ -206,7 +247,7 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 
 func (s *DB) DeleteApp(ctx context.Context, name string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM apps WHERE name = ?`, name); err != nil {
-		return fmt.Errorf("delete app %s: %w", name, err)
+		return saveErr(fmt.Sprintf("delete app %s", name), err)
 	}
 	return nil
 }
@@ -222,18 +263,18 @@ func (s *DB) AddSwap(ctx context.Context, sw *modelslot.SwapRecord) error {
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO swaps (app, doc) VALUES (?, ?)`, sw.App, string(doc))
 	if err != nil {
-		return fmt.Errorf("add swap: %w", err)
+		return saveErr("add swap", err)
 	}
 	sw.ID, err = res.LastInsertId()
 	if err != nil {
-		return fmt.Errorf("add swap: %w", err)
+		return saveErr("add swap", err)
 	}
 	return s.PutSwap(ctx, sw) // store the id inside the document too
 }
 
 func (s *DB) PutSwap(ctx context.Context, sw *modelslot.SwapRecord) error {
 	if err := putSwap(ctx, s.db, sw); err != nil {
-		return fmt.Errorf("put swap %d: %w", sw.ID, err)
+		return saveErr(fmt.Sprintf("put swap %d", sw.ID), err)
 	}
 	return nil
 }
@@ -265,7 +306,7 @@ func (s *DB) AddDeployment(ctx context.Context, app, slot string, d *modelslot.D
 	}
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO deployments (app, slot, revision, doc, created_at) VALUES (?, ?, ?, ?, ?)`,
 		app, slot, d.Revision, string(doc), time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("record deployment %s: %w", d.Revision, err)
+		return saveErr(fmt.Sprintf("record deployment %s", d.Revision), err)
 	}
 	return nil
 }
@@ -306,7 +347,7 @@ func (s *DB) PutRollout(ctx context.Context, r *modelslot.RolloutRecord) error {
 		ON CONFLICT(id) DO UPDATE SET state = excluded.state, active = excluded.active, doc = excluded.doc, updated_at = excluded.updated_at`,
 		r.ID, r.App, r.Slot, r.State, r.Active, string(r.Doc), r.CreatedAt.UnixNano(), r.UpdatedAt.UnixNano())
 	if err != nil {
-		return fmt.Errorf("put rollout %s: %w", r.ID, err)
+		return saveErr(fmt.Sprintf("put rollout %s", r.ID), err)
 	}
 	return nil
 }
@@ -369,7 +410,7 @@ func (s *DB) AddEvent(ctx context.Context, e *modelslot.Event) error {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO events (time, app, rollout, type, actor, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		e.Time.UnixNano(), e.App, e.Rollout, e.Type, e.Actor, e.Message, data)
 	if err != nil {
-		return fmt.Errorf("add event: %w", err)
+		return saveErr("add event", err)
 	}
 	e.ID, err = res.LastInsertId()
 	return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,7 +23,14 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the daemon. The gateway (--listen) serves the OpenAI-compatible API and
 routes each request to a slot; the admin API (--admin, loopback by default)
 serves /api/v1/ behind a bearer token written to <data>/admin.token at first
-start, and Prometheus metrics at /metrics. State lives in SQLite in --data.`,
+start, and Prometheus metrics at /metrics. State lives in SQLite in --data.
+
+Listeners open at once with the last routing; slots' backends are restored
+in the background and get traffic once healthy. The gateway answers
+load-balancer health checks at /_modelslot/healthz (200 ready; 503 starting
+or draining). SIGTERM or SIGINT drains: health turns 503, requests and
+streams in flight get shutdown.drainTimeout (default 30s) to finish, the
+rest are cut and counted; the exit status is 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var cfg *config.Config
@@ -58,8 +66,12 @@ start, and Prometheus metrics at /metrics. State lives in SQLite in --data.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "modelslot serving\n  gateway: %s (OpenAI-compatible: %s/v1)\n  admin:   %s (token in %s/admin.token)\n", d.GatewayURL(), d.GatewayURL(), d.AdminURL(), cfg.Data)
-			return d.Run(cmd.Context())
+			fmt.Fprintf(cmd.OutOrStdout(), "modelslot serving\n  gateway: %s (OpenAI-compatible: %s/v1; health: %s%s)\n  admin:   %s (token in %s/admin.token)\n", d.GatewayURL(), d.GatewayURL(), d.GatewayURL(), daemon.HealthPath, d.AdminURL(), cfg.Data)
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.OutOrStdout(), "modelslot stopping: draining the requests in flight")
+			st, err := d.Shutdown(context.Background())
+			fmt.Fprintln(cmd.OutOrStdout(), st)
+			return err
 		},
 	}
 	fl := cmd.Flags()
