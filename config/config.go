@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/modelslot/modelslot"
@@ -110,6 +112,10 @@ type Deployment struct {
 	// be "${ENV_NAME}" to read it from the daemon's environment.
 	SecretHeaders map[string]string `yaml:"secretHeaders"`
 	Query         map[string]string `yaml:"query"`
+	// SecretQuery are query parameters whose values are never shown (for
+	// providers that take their key as ?key=...); "${ENV_NAME}" as for
+	// secretHeaders.
+	SecretQuery map[string]string `yaml:"secretQuery"`
 }
 
 // Warmup mirrors modelslot.Warmup.
@@ -301,23 +307,44 @@ func DeploymentOf(d *Deployment, getenv func(string) string) (modelslot.Deployme
 		Version: d.Version, URL: d.URL, Command: d.Command, Settings: d.Settings,
 		Warmup: modelslot.Warmup{Path: d.Warmup.Path, Statuses: d.Warmup.Statuses, Timeout: d.Warmup.Timeout, Retries: d.Warmup.Retries},
 		Model:  d.Model, SystemPrompt: d.SystemPrompt, SystemPromptMode: d.SystemPromptMode,
-		Defaults: d.Defaults, Overrides: d.Overrides, Query: d.Query,
+		Defaults: d.Defaults, Overrides: d.Overrides,
+	}
+	secret := func(kind, k, v string) (string, error) {
+		if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
+			name = strings.TrimSuffix(name, "}")
+			v = getenv(name)
+			if v == "" {
+				return "", modelslot.Errorf(modelslot.EINVALID, "config: %s %s reads ${%s}, which is not set in the daemon's environment", kind, k, name)
+			}
+		}
+		return v, nil
 	}
 	if len(d.Headers)+len(d.SecretHeaders) > 0 {
 		out.Headers = map[string]string{}
 		for k, v := range d.Headers {
 			out.Headers[k] = v
 		}
-		for k, v := range d.SecretHeaders {
-			if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
-				name = strings.TrimSuffix(name, "}")
-				v = getenv(name)
-				if v == "" {
-					return out, modelslot.Errorf(modelslot.EINVALID, "config: secret header %s reads ${%s}, which is not set in the daemon's environment", k, name)
-				}
+		for _, k := range slices.Sorted(maps.Keys(d.SecretHeaders)) {
+			v, err := secret("secret header", k, d.SecretHeaders[k])
+			if err != nil {
+				return out, err
 			}
 			out.Headers[k] = v
 			out.SecretHeaders = append(out.SecretHeaders, k)
+		}
+	}
+	if len(d.Query)+len(d.SecretQuery) > 0 {
+		out.Query = map[string]string{}
+		for k, v := range d.Query {
+			out.Query[k] = v
+		}
+		for _, k := range slices.Sorted(maps.Keys(d.SecretQuery)) {
+			v, err := secret("secret query parameter", k, d.SecretQuery[k])
+			if err != nil {
+				return out, err
+			}
+			out.Query[k] = v
+			out.SecretQuery = append(out.SecretQuery, k)
 		}
 	}
 	return out, nil

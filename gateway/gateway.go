@@ -179,7 +179,8 @@ type Backend struct {
 	inflight atomic.Int64
 	headers  http.Header
 	query    url.Values
-	// ownsAuth: the deployment sets Authorization or api-key itself.
+	// ownsAuth: the deployment brings its own credentials (a secret, or
+	// one of CredentialHeaders).
 	ownsAuth bool
 	// direct: requests take the gateway's direct proxy path (proxy.go).
 	direct bool
@@ -197,14 +198,15 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 	u.Path = strings.TrimSuffix(u.Path, "/v1")
 	b := &Backend{target: u, direct: u.Scheme == "http" && !g.cfg.StdUpstream}
 	if d != nil {
+		b.ownsAuth = d.HasSecrets()
 		if len(d.Headers) > 0 {
 			b.headers = http.Header{}
 			for k, v := range d.Headers {
 				b.headers.Set(k, v)
 			}
-			_, auth := b.headers["Authorization"]
-			_, key := b.headers["Api-Key"]
-			b.ownsAuth = auth || key
+			for k := range b.headers {
+				b.ownsAuth = b.ownsAuth || isCredentialHeader(k)
+			}
 		}
 		if len(d.Query) > 0 {
 			b.query = url.Values{}
@@ -271,8 +273,7 @@ func (b *Backend) prepare(out *http.Request) {
 		// The deployment brings its own key: the client's must not reach
 		// the provider beside it (the client's key is for the gateway, or
 		// for another provider).
-		out.Header.Del("Authorization")
-		out.Header.Del("Api-Key")
+		dropClientCredentials(out.Header)
 	}
 	for k, v := range b.headers {
 		out.Header[k] = v
@@ -468,7 +469,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	slot := w.Header().Get(HeaderSlot)
-	g.log.Warn("backend error", "slot", slot, "err", err)
+	g.log.Warn("backend error", "slot", slot, "err", safeErr(err))
 	status, code := http.StatusBadGateway, "backend_unavailable"
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -480,7 +481,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 // errorText keeps the useful end of a transport error ("connection
 // refused") without internal URLs of other components.
 func errorText(err error) string {
-	s := err.Error()
+	s := safeErr(err).Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 && i+2 < len(s) {
 		return s[i+2:]
 	}
