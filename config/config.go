@@ -7,6 +7,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Admin is the admin API address (default 127.0.0.1:8081, loopback).
 	Admin string `yaml:"admin"`
+	// AdminTLS serves the admin API and dashboard over HTTPS. An admin
+	// address beyond loopback needs it, or InsecureAdmin.
+	AdminTLS AdminTLS `yaml:"adminTLS"`
+	// InsecureAdmin accepts an admin address beyond loopback over plain
+	// HTTP (the token then crosses the network in clear text).
+	InsecureAdmin bool `yaml:"insecureAdmin"`
 	// Data is the state directory (default ./modelslot-data).
 	Data    string  `yaml:"data"`
 	Gateway Gateway `yaml:"gateway"`
@@ -36,6 +44,13 @@ type Config struct {
 	RolloutInterval modelslot.Duration `yaml:"rolloutInterval"`
 	// Metrics chooses where rollout gates read their measurements.
 	Metrics Metrics `yaml:"metrics"`
+}
+
+// AdminTLS names the PEM files of the admin listener's certificate and
+// key.
+type AdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // Metrics selects the metric source of rollout gates.
@@ -73,6 +88,82 @@ type Gateway struct {
 	// StdServer serves the gateway's listener with net/http's server
 	// instead of the gateway's own HTTP/1.1 server (a way out).
 	StdServer bool `yaml:"stdServer"`
+	// ClientKeys may use the gateway. With none here nor in
+	// ClientKeysFile, anyone who reaches the gateway may.
+	ClientKeys []ClientKey `yaml:"clientKeys"`
+	// ClientKeysFile holds more client keys (a YAML file with a
+	// clientKeys list); the daemon re-reads it when it changes and on
+	// SIGHUP, so keys rotate without a restart.
+	ClientKeysFile string `yaml:"clientKeysFile"`
+	// OpenGateway lets the gateway listen beyond loopback with a
+	// deployment that carries credentials and no client keys.
+	OpenGateway bool `yaml:"openGateway"`
+}
+
+// ClientKey is one key that may use the gateway, stored as its SHA-256
+// (modelslot client-key new makes one).
+type ClientKey struct {
+	Name string `yaml:"name"`
+	// SHA256 is the hex SHA-256 of the key; the key itself is never
+	// written down.
+	SHA256 string `yaml:"sha256"`
+	// Apps the key may call; empty: every app.
+	Apps []string `yaml:"apps"`
+	// RequestsPerMinute bounds the key's rate (0: no limit); Burst is how
+	// many may come at once (default: a second's worth, at least 1).
+	RequestsPerMinute float64 `yaml:"requestsPerMinute"`
+	Burst             int     `yaml:"burst"`
+}
+
+// ClientKeysFile is the shape of gateway.clientKeysFile.
+type ClientKeysFile struct {
+	ClientKeys []ClientKey `yaml:"clientKeys"`
+}
+
+// LoadClientKeys reads and validates a client keys file.
+func LoadClientKeys(path string) ([]ClientKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file: %v", err)
+	}
+	var f ClientKeysFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file %s: %s", path, yamlError(err))
+	}
+	if err := ValidateClientKeys(f.ClientKeys, "clientKeys"); err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file %s: %s", path, strings.TrimPrefix(modelslot.ErrorMessage(err), "config: "))
+	}
+	return f.ClientKeys, nil
+}
+
+// ValidateClientKeys checks a list of client keys; field names the list
+// in errors.
+func ValidateClientKeys(keys []ClientKey, field string) error {
+	names := map[string]bool{}
+	for i, k := range keys {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if k.Name == "" {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.name: every key needs a name (it is shown in logs and errors instead of the key)", f)
+		}
+		if names[k.Name] {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.name: %q is used twice", f, k.Name)
+		}
+		names[k.Name] = true
+		if h, err := hex.DecodeString(k.SHA256); err != nil || len(h) != sha256.Size {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.sha256: want the 64 hex digits of the key's SHA-256 (`modelslot client-key new` prints it), not the key", f)
+		}
+		if k.RequestsPerMinute < 0 || k.Burst < 0 {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s: requestsPerMinute and burst must not be negative", f)
+		}
+		for _, a := range k.Apps {
+			if err := modelslot.ValidateName("app", a); err != nil {
+				return modelslot.Errorf(modelslot.EINVALID, "config: %s.apps: %s", f, modelslot.ErrorMessage(err))
+			}
+		}
+	}
+	return nil
 }
 
 // App declares one app.
@@ -179,7 +270,7 @@ func yamlError(err error) string {
 	s := strings.TrimPrefix(err.Error(), "yaml: ")
 	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
 	s = strings.ReplaceAll(s, "\n  ", "; ")
-	for _, t := range []string{"config.Config", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook"} {
+	for _, t := range []string{"config.Config", "config.AdminTLS", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook", "config.ClientKeysFile", "config.ClientKey"} {
 		s = strings.ReplaceAll(s, " in type "+t, " ("+strings.ToLower(strings.TrimPrefix(t, "config."))+")")
 	}
 	return s + " (docs/CONFIG.md lists every field)"
@@ -202,11 +293,17 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return modelslot.Errorf(modelslot.EINVALID, "config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if (c.AdminTLS.Cert == "") != (c.AdminTLS.Key == "") {
+		return bad("adminTLS", "set both cert and key (PEM files), or neither")
+	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return bad("gateway.maxRequestBytes", "must not be negative")
 	}
 	if c.Gateway.MaxHeaderBytes < 0 {
 		return bad("gateway.maxHeaderBytes", "must not be negative")
+	}
+	if err := ValidateClientKeys(c.Gateway.ClientKeys, "gateway.clientKeys"); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {

@@ -50,3 +50,30 @@ apps:
 		t.Errorf("unset variable: %v, want an error naming it", err)
 	}
 }
+
+func TestParseRefusesBadSecuritySettings(t *testing.T) {
+	const hash = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"key not hashed", "gateway:\n  clientKeys:\n    - name: a\n      sha256: sk-the-key\n", "gateway.clientKeys[0].sha256"},
+		{"key without name", "gateway:\n  clientKeys:\n    - sha256: " + hash + "\n", "gateway.clientKeys[0].name"},
+		{"duplicate key name", "gateway:\n  clientKeys:\n    - {name: a, sha256: " + hash + "}\n    - {name: a, sha256: " + hash + "}\n", "used twice"},
+		{"negative rate", "gateway:\n  clientKeys:\n    - {name: a, sha256: " + hash + ", requestsPerMinute: -1}\n", "must not be negative"},
+		{"bad app", "gateway:\n  clientKeys:\n    - {name: a, sha256: " + hash + ", apps: [Chat]}\n", "gateway.clientKeys[0].apps"},
+		{"unknown key field", "gateway:\n  clientKeys:\n    - {name: a, key: x}\n", "field key not found"},
+		{"cert without key", "adminTLS:\n  cert: c.pem\n", "adminTLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse(strings.NewReader(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one that says %q", err, tc.want)
+			}
+		})
+	}
+	c, err := config.Parse(strings.NewReader("insecureAdmin: true\nadminTLS: {cert: c.pem, key: k.pem}\ngateway:\n  openGateway: true\n  clientKeysFile: keys.yaml\n  clientKeys:\n    - {name: a, sha256: " + hash + ", apps: [chat], requestsPerMinute: 60, burst: 5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.Gateway.ClientKeys[0]; !c.InsecureAdmin || c.AdminTLS.Key != "k.pem" || !c.Gateway.OpenGateway || c.Gateway.ClientKeysFile != "keys.yaml" || k.Burst != 5 || k.RequestsPerMinute != 60 {
+		t.Errorf("parsed %+v", c)
+	}
+}

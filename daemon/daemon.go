@@ -59,13 +59,14 @@ type Daemon struct {
 
 	gwLn, adminLn   net.Listener
 	gwSrv, adminSrv httpServer
+	adminTLS        bool
 	closers         []func(context.Context) error
 	wg              sync.WaitGroup
 }
 
 // Start opens the state, restores slots, applies the config's declarations
 // and starts listening. Close (or cancelling Run's context) stops it.
-func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
+func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	cfg := opts.Config
 	if cfg == nil {
 		cfg = config.Default()
@@ -81,7 +82,9 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "data directory %s: %v", cfg.Data, err)
 	}
-	d = &Daemon{cfg: cfg, log: log}
+	// d is not the named result: "return nil, err" must leave it for the
+	// deferred Close and the closers that use it.
+	d := &Daemon{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			d.Close(context.Background())
@@ -104,6 +107,9 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		StdUpstream:     cfg.Gateway.StdTransport,
 		Registerer:      reg,
 	})
+	if err := d.startClientKeys(); err != nil {
+		return nil, err
+	}
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
 		return nil, err
@@ -132,7 +138,10 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	}
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
-		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
+		Token: d.Token, Sessions: api.NewSessions(), Logger: log.With("component", "api"), Gatherer: reg,
+	}
+	if srv.MetricsToken, err = api.LoadOrCreateMetricsToken(cfg.Data); err != nil {
+		return nil, err
 	}
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
@@ -140,10 +149,17 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if d.gwLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "gateway listener --listen %s: %v", cfg.Listen, err)
 	}
-	if d.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+	if err := d.checkOpenGateway(ctx); err != nil {
 		d.gwLn.Close()
-		return nil, modelslot.Errorf(modelslot.EINVALID, "admin listener --admin %s: %v", cfg.Admin, err)
+		return nil, err
 	}
+	var adminLoopback bool
+	if d.adminLn, adminLoopback, d.adminTLS, err = listenAdmin(cfg, log); err != nil {
+		d.gwLn.Close()
+		return nil, err
+	}
+	// Metrics without a token only where only this machine can ask.
+	srv.OpenMetrics = adminLoopback
 	maxHeader := cfg.Gateway.MaxHeaderBytes
 	if maxHeader == 0 {
 		maxHeader = 1 << 20
@@ -182,7 +198,12 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 func (d *Daemon) GatewayURL() string { return "http://" + d.gwLn.Addr().String() }
 
 // AdminURL is the admin API's address.
-func (d *Daemon) AdminURL() string { return "http://" + d.adminLn.Addr().String() }
+func (d *Daemon) AdminURL() string {
+	if d.adminTLS {
+		return "https://" + d.adminLn.Addr().String()
+	}
+	return "http://" + d.adminLn.Addr().String()
+}
 
 // DataDir is the state directory.
 func (d *Daemon) DataDir() string { return d.cfg.Data }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+
+	"github.com/modelslot/modelslot"
 )
 
 // CredentialHeaders are the request headers that carry a client's key to
@@ -24,6 +26,24 @@ var CredentialHeaders = []string{
 	"X-Amz-Security-Token",
 	"Openai-Organization",
 	"Openai-Project",
+}
+
+// CarriesCredentials reports whether a deployment brings its own
+// credentials: a secret header or query parameter, or one of
+// CredentialHeaders.
+func CarriesCredentials(d *modelslot.Deployment) bool {
+	if d == nil {
+		return false
+	}
+	if d.HasSecrets() {
+		return true
+	}
+	for k := range d.Headers {
+		if isCredentialHeader(http.CanonicalHeaderKey(k)) {
+			return true
+		}
+	}
+	return false
 }
 
 // isCredentialHeader reports whether the canonical header name k is one of

@@ -108,6 +108,8 @@ type Gateway struct {
 	meter     *Meter
 	cookieAge string
 	mirror    *mirrorer
+	// keys are the client keys that may use the gateway; nil: open.
+	keys atomic.Pointer[keyring]
 	// syntheticKey is the value of HeaderSynthetic that marks the
 	// daemon's own requests; random per process.
 	syntheticKey string
@@ -198,14 +200,11 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 	u.Path = strings.TrimSuffix(u.Path, "/v1")
 	b := &Backend{target: u, direct: u.Scheme == "http" && !g.cfg.StdUpstream}
 	if d != nil {
-		b.ownsAuth = d.HasSecrets()
+		b.ownsAuth = CarriesCredentials(d)
 		if len(d.Headers) > 0 {
 			b.headers = http.Header{}
 			for k, v := range d.Headers {
 				b.headers.Set(k, v)
-			}
-			for k := range b.headers {
-				b.ownsAuth = b.ownsAuth || isCredentialHeader(k)
 			}
 		}
 		if len(d.Query) > 0 {
@@ -290,10 +289,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		synthetic = len(v) == 1 && subtle.ConstantTimeCompare([]byte(v[0]), []byte(g.syntheticKey)) == 1
 		delete(r.Header, HeaderSynthetic)
 	}
+	var key *keyState
+	if kr := g.keys.Load(); kr != nil && !synthetic {
+		if key = kr.authenticate(w, r); key == nil {
+			return
+		}
+	}
 	snap := g.snap.Load()
 	app, path := snap.appFor(r)
 	if app == nil {
 		writeError(w, http.StatusNotFound, "app_not_found", "no app serves this request: name it with the X-Modelslot-App header or a /<app>/v1/... path")
+		return
+	}
+	if key != nil && !key.admit(w, app.name) {
 		return
 	}
 	if path != r.URL.Path {
