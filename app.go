@@ -135,17 +135,24 @@ type Deployment struct {
 	Defaults  map[string]any `json:"defaults,omitempty"`
 	Overrides map[string]any `json:"overrides,omitempty"`
 	// Headers and Query are added to every upstream request (for hosted
-	// providers: Authorization, api-key, api-version). Values of names listed
-	// in SecretHeaders are never shown.
+	// providers: Authorization, api-key, api-version). Values of the
+	// headers listed in SecretHeaders and of the query parameters listed in
+	// SecretQuery (some providers take their key as ?key=...) are never
+	// shown.
 	Headers       map[string]string `json:"headers,omitempty"`
 	SecretHeaders []string          `json:"secretHeaders,omitempty"`
 	Query         map[string]string `json:"query,omitempty"`
+	SecretQuery   []string          `json:"secretQuery,omitempty"`
 
 	DeployedAt time.Time `json:"deployedAt"`
 }
 
-// Redacted returns a copy with secret header values replaced, for every
-// output that leaves the daemon (API, CLI, events, logs).
+// RedactedValue is what a secret value is shown as.
+const RedactedValue = "[redacted]"
+
+// Redacted returns a copy with the values of secret headers and secret
+// query parameters replaced, for every output that leaves the daemon (API,
+// CLI, events, logs).
 func (d *Deployment) Redacted() *Deployment {
 	if d == nil {
 		return nil
@@ -155,12 +162,33 @@ func (d *Deployment) Redacted() *Deployment {
 		c.Headers = make(map[string]string, len(d.Headers))
 		for k, v := range d.Headers {
 			if d.IsSecretHeader(k) {
-				v = "[redacted]"
+				v = RedactedValue
 			}
 			c.Headers[k] = v
 		}
 	}
+	if len(d.Query) > 0 {
+		c.Query = make(map[string]string, len(d.Query))
+		for k, v := range d.Query {
+			if d.IsSecretQuery(k) {
+				v = RedactedValue
+			}
+			c.Query[k] = v
+		}
+	}
 	return &c
+}
+
+// IsSecretQuery reports whether the query parameter's value must never be
+// shown. Query names are case-sensitive, unlike header names.
+func (d *Deployment) IsSecretQuery(name string) bool {
+	return slices.Contains(d.SecretQuery, name)
+}
+
+// HasSecrets reports whether the deployment carries a secret: a provider
+// key that anyone who can reach the gateway could spend.
+func (d *Deployment) HasSecrets() bool {
+	return d != nil && (len(d.SecretHeaders) > 0 || len(d.SecretQuery) > 0)
 }
 
 // IsSecretHeader reports whether the header's value must never be shown.
@@ -195,14 +223,26 @@ func (d *Deployment) ComputeRevision() string {
 		Settings: d.Settings, Query: d.Query, Defaults: d.Defaults, Overrides: d.Overrides,
 		Warmup: d.Warmup,
 	}
+	secret := func(v string) string {
+		sum := sha256.Sum256([]byte(v))
+		return "secret:" + hex.EncodeToString(sum[:8])
+	}
 	if len(d.Headers) > 0 {
 		c.Headers = make(map[string]string, len(d.Headers))
 		for k, v := range d.Headers {
 			if d.IsSecretHeader(k) {
-				sum := sha256.Sum256([]byte(v))
-				v = "secret:" + hex.EncodeToString(sum[:8])
+				v = secret(v)
 			}
 			c.Headers[strings.ToLower(k)] = v
+		}
+	}
+	if len(d.SecretQuery) > 0 {
+		c.Query = make(map[string]string, len(d.Query))
+		for k, v := range d.Query {
+			if d.IsSecretQuery(k) {
+				v = secret(v)
+			}
+			c.Query[k] = v
 		}
 	}
 	// encoding/json sorts map keys, so the encoding is canonical.

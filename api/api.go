@@ -53,6 +53,14 @@ type Server struct {
 	Events      Subscriber
 	Guard       Guard
 	Token       string
+	// Sessions are the dashboard's sign-ins (NewSessions when nil).
+	Sessions *Sessions
+	// MetricsToken, when set, is also accepted on /metrics, so that a
+	// Prometheus server needs no admin token.
+	MetricsToken string
+	// OpenMetrics serves /metrics without a token (a loopback admin
+	// address only: the daemon decides).
+	OpenMetrics bool
 	Logger      *slog.Logger
 	Gatherer    prometheus.Gatherer
 	// Extra mounts more routes (rollouts, dashboard) on the same mux; each
@@ -69,6 +77,9 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Sessions == nil {
+		s.Sessions = NewSessions()
 	}
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/apps", s.listApps)
@@ -102,7 +113,11 @@ func (s *Server) Handler() http.Handler {
 	if g == nil {
 		g = prometheus.DefaultGatherer
 	}
-	root.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	var metrics http.Handler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	if !s.OpenMetrics {
+		metrics = s.metricsAuth(metrics)
+	}
+	root.Handle("GET /metrics", metrics)
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.Public != nil {
 		s.Public(root)
@@ -123,18 +138,31 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// SessionCookie is the dashboard's cookie; it carries the admin token and
-// is HttpOnly and SameSite=Strict.
+// metricsAuth requires the admin token or the metrics token on /metrics.
+func (s *Server) metricsAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !(s.tokenOK(tok) || s.MetricsToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.MetricsToken)) == 1) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="modelslot"`)
+			WriteError(w, r, modelslot.Errorf(modelslot.EUNAUTHORIZED, "/metrics on an admin address beyond loopback needs a token: pass 'Authorization: Bearer <token>' with the metrics token (metrics.token in the daemon's data directory) or the admin token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SessionCookie is the dashboard's cookie: a session id (see Sessions),
+// HttpOnly, SameSite=Strict, and Secure over TLS.
 const SessionCookie = "modelslot_session"
 
-// Authorized reports whether the request carries the admin token. Requests
-// authenticated by cookie must also pass the CSRF check when they change
-// state.
+// Authorized reports whether the request carries the admin token or a
+// dashboard session. Requests authenticated by cookie must also pass the
+// CSRF check when they change state.
 func (s *Server) Authorized(r *http.Request) bool {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		return s.tokenOK(tok)
 	}
-	if c, err := r.Cookie(SessionCookie); err == nil && s.tokenOK(c.Value) {
+	if c, err := r.Cookie(SessionCookie); err == nil && s.Sessions.Valid(c.Value) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return true
 		}
@@ -159,15 +187,26 @@ func (s *Server) tokenOK(tok string) bool {
 
 // LoadOrCreateToken returns the admin token stored in dir, creating it
 // (mode 0600) at first start.
-func LoadOrCreateToken(dir string) (string, error) {
-	path := filepath.Join(dir, TokenFile)
+func LoadOrCreateToken(dir string) (string, error) { return loadOrCreate(dir, TokenFile) }
+
+// LoadOrCreateMetricsToken returns the metrics token stored in dir,
+// creating it (mode 0600) at first start.
+func LoadOrCreateMetricsToken(dir string) (string, error) {
+	return loadOrCreate(dir, MetricsTokenFile)
+}
+
+// MetricsTokenFile is the metrics token's file name in the data directory.
+const MetricsTokenFile = "metrics.token"
+
+func loadOrCreate(dir, name string) (string, error) {
+	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		if tok := strings.TrimSpace(string(b)); tok != "" {
 			return tok, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read admin token: %w", err)
+		return "", fmt.Errorf("read %s: %w", name, err)
 	}
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
@@ -175,7 +214,7 @@ func LoadOrCreateToken(dir string) (string, error) {
 	}
 	tok := hex.EncodeToString(raw)
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write admin token: %w", err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	return tok, nil
 }

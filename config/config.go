@@ -7,10 +7,14 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +28,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Admin is the admin API address (default 127.0.0.1:8081, loopback).
 	Admin string `yaml:"admin"`
+	// AdminTLS serves the admin API and dashboard over HTTPS. An admin
+	// address beyond loopback needs it, or InsecureAdmin.
+	AdminTLS AdminTLS `yaml:"adminTLS"`
+	// InsecureAdmin accepts an admin address beyond loopback over plain
+	// HTTP (the token then crosses the network in clear text).
+	InsecureAdmin bool `yaml:"insecureAdmin"`
 	// Data is the state directory (default ./modelslot-data).
 	Data string `yaml:"data"`
 	// Store is where the state lives: empty for SQLite in Data (the
@@ -58,6 +68,13 @@ type Shutdown struct {
 	// gateway may take to finish once a stop begins; the rest are cut
 	// (default 30s).
 	DrainTimeout modelslot.Duration `yaml:"drainTimeout"`
+}
+
+// AdminTLS names the PEM files of the admin listener's certificate and
+// key.
+type AdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // Metrics selects the metric source of rollout gates.
@@ -104,6 +121,82 @@ type Gateway struct {
 	// MaxResponseHeaderBytes bounds a backend's response head; beyond it
 	// the client gets a 502 (default 1048576, 1 MiB).
 	MaxResponseHeaderBytes int64 `yaml:"maxResponseHeaderBytes"`
+	// ClientKeys may use the gateway. With none here nor in
+	// ClientKeysFile, anyone who reaches the gateway may.
+	ClientKeys []ClientKey `yaml:"clientKeys"`
+	// ClientKeysFile holds more client keys (a YAML file with a
+	// clientKeys list); the daemon re-reads it when it changes and on
+	// SIGHUP, so keys rotate without a restart.
+	ClientKeysFile string `yaml:"clientKeysFile"`
+	// OpenGateway lets the gateway listen beyond loopback with a
+	// deployment that carries credentials and no client keys.
+	OpenGateway bool `yaml:"openGateway"`
+}
+
+// ClientKey is one key that may use the gateway, stored as its SHA-256
+// (modelslot client-key new makes one).
+type ClientKey struct {
+	Name string `yaml:"name"`
+	// SHA256 is the hex SHA-256 of the key; the key itself is never
+	// written down.
+	SHA256 string `yaml:"sha256"`
+	// Apps the key may call; empty: every app.
+	Apps []string `yaml:"apps"`
+	// RequestsPerMinute bounds the key's rate (0: no limit); Burst is how
+	// many may come at once (default: a second's worth, at least 1).
+	RequestsPerMinute float64 `yaml:"requestsPerMinute"`
+	Burst             int     `yaml:"burst"`
+}
+
+// ClientKeysFile is the shape of gateway.clientKeysFile.
+type ClientKeysFile struct {
+	ClientKeys []ClientKey `yaml:"clientKeys"`
+}
+
+// LoadClientKeys reads and validates a client keys file.
+func LoadClientKeys(path string) ([]ClientKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file: %v", err)
+	}
+	var f ClientKeysFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file %s: %s", path, yamlError(err))
+	}
+	if err := ValidateClientKeys(f.ClientKeys, "clientKeys"); err != nil {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "client keys file %s: %s", path, strings.TrimPrefix(modelslot.ErrorMessage(err), "config: "))
+	}
+	return f.ClientKeys, nil
+}
+
+// ValidateClientKeys checks a list of client keys; field names the list
+// in errors.
+func ValidateClientKeys(keys []ClientKey, field string) error {
+	names := map[string]bool{}
+	for i, k := range keys {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if k.Name == "" {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.name: every key needs a name (it is shown in logs and errors instead of the key)", f)
+		}
+		if names[k.Name] {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.name: %q is used twice", f, k.Name)
+		}
+		names[k.Name] = true
+		if h, err := hex.DecodeString(k.SHA256); err != nil || len(h) != sha256.Size {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s.sha256: want the 64 hex digits of the key's SHA-256 (`modelslot client-key new` prints it), not the key", f)
+		}
+		if k.RequestsPerMinute < 0 || k.Burst < 0 {
+			return modelslot.Errorf(modelslot.EINVALID, "config: %s: requestsPerMinute and burst must not be negative", f)
+		}
+		for _, a := range k.Apps {
+			if err := modelslot.ValidateName("app", a); err != nil {
+				return modelslot.Errorf(modelslot.EINVALID, "config: %s.apps: %s", f, modelslot.ErrorMessage(err))
+			}
+		}
+	}
+	return nil
 }
 
 // App declares one app.
@@ -143,6 +236,10 @@ type Deployment struct {
 	// be "${ENV_NAME}" to read it from the daemon's environment.
 	SecretHeaders map[string]string `yaml:"secretHeaders"`
 	Query         map[string]string `yaml:"query"`
+	// SecretQuery are query parameters whose values are never shown (for
+	// providers that take their key as ?key=...); "${ENV_NAME}" as for
+	// secretHeaders.
+	SecretQuery map[string]string `yaml:"secretQuery"`
 }
 
 // Warmup mirrors modelslot.Warmup.
@@ -206,7 +303,7 @@ func yamlError(err error) string {
 	s := strings.TrimPrefix(err.Error(), "yaml: ")
 	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
 	s = strings.ReplaceAll(s, "\n  ", "; ")
-	for _, t := range []string{"config.Config", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook", "config.Shutdown"} {
+	for _, t := range []string{"config.Config", "config.AdminTLS", "config.Gateway", "config.App", "config.Slot", "config.Deployment", "config.Warmup", "config.Webhook", "config.Shutdown", "config.ClientKeysFile", "config.ClientKey"} {
 		s = strings.ReplaceAll(s, " in type "+t, " ("+strings.ToLower(strings.TrimPrefix(t, "config."))+")")
 	}
 	return s + " (docs/CONFIG.md lists every field)"
@@ -235,6 +332,9 @@ func (c *Config) Validate() error {
 	if c.LeaseTTL < 0 || c.LeaseTTL > 0 && c.LeaseTTL.D() < time.Second {
 		return bad("leaseTTL", "must be at least 1s")
 	}
+	if (c.AdminTLS.Cert == "") != (c.AdminTLS.Key == "") {
+		return bad("adminTLS", "set both cert and key (PEM files), or neither")
+	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return bad("gateway.maxRequestBytes", "must not be negative")
 	}
@@ -255,6 +355,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gateway.MaxResponseHeaderBytes < 0 {
 		return bad("gateway.maxResponseHeaderBytes", "must not be negative")
+	}
+	if err := ValidateClientKeys(c.Gateway.ClientKeys, "gateway.clientKeys"); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {
@@ -355,23 +458,44 @@ func DeploymentOf(d *Deployment, getenv func(string) string) (modelslot.Deployme
 		Version: d.Version, URL: d.URL, Command: d.Command, Settings: d.Settings,
 		Warmup: modelslot.Warmup{Path: d.Warmup.Path, Statuses: d.Warmup.Statuses, Timeout: d.Warmup.Timeout, Retries: d.Warmup.Retries},
 		Model:  d.Model, SystemPrompt: d.SystemPrompt, SystemPromptMode: d.SystemPromptMode,
-		Defaults: d.Defaults, Overrides: d.Overrides, Query: d.Query,
+		Defaults: d.Defaults, Overrides: d.Overrides,
+	}
+	secret := func(kind, k, v string) (string, error) {
+		if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
+			name = strings.TrimSuffix(name, "}")
+			v = getenv(name)
+			if v == "" {
+				return "", modelslot.Errorf(modelslot.EINVALID, "config: %s %s reads ${%s}, which is not set in the daemon's environment", kind, k, name)
+			}
+		}
+		return v, nil
 	}
 	if len(d.Headers)+len(d.SecretHeaders) > 0 {
 		out.Headers = map[string]string{}
 		for k, v := range d.Headers {
 			out.Headers[k] = v
 		}
-		for k, v := range d.SecretHeaders {
-			if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
-				name = strings.TrimSuffix(name, "}")
-				v = getenv(name)
-				if v == "" {
-					return out, modelslot.Errorf(modelslot.EINVALID, "config: secret header %s reads ${%s}, which is not set in the daemon's environment", k, name)
-				}
+		for _, k := range slices.Sorted(maps.Keys(d.SecretHeaders)) {
+			v, err := secret("secret header", k, d.SecretHeaders[k])
+			if err != nil {
+				return out, err
 			}
 			out.Headers[k] = v
 			out.SecretHeaders = append(out.SecretHeaders, k)
+		}
+	}
+	if len(d.Query)+len(d.SecretQuery) > 0 {
+		out.Query = map[string]string{}
+		for k, v := range d.Query {
+			out.Query[k] = v
+		}
+		for _, k := range slices.Sorted(maps.Keys(d.SecretQuery)) {
+			v, err := secret("secret query parameter", k, d.SecretQuery[k])
+			if err != nil {
+				return out, err
+			}
+			out.Query[k] = v
+			out.SecretQuery = append(out.SecretQuery, k)
 		}
 	}
 	return out, nil

@@ -65,6 +65,8 @@ type Daemon struct {
 	gwLn, adminLn   net.Listener
 	gwSrv, adminSrv httpServer
 	front           *front
+	adminTLS        bool // the admin listener serves TLS
+	adminLoopback   bool // only this machine reaches the admin listener
 	closers         []func(context.Context) error
 	wg              sync.WaitGroup
 }
@@ -112,7 +114,7 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	if d.gwLn, err = listen(cfg.Listen, "gateway", "--listen", "listen"); err != nil {
 		return err
 	}
-	if d.adminLn, err = listen(cfg.Admin, "admin API", "--admin", "admin"); err != nil {
+	if d.adminLn, d.adminLoopback, d.adminTLS, err = listenAdmin(cfg, log); err != nil {
 		return err
 	}
 	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
@@ -154,6 +156,9 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 
 		MaxResponseHeaderBytes: cfg.Gateway.MaxResponseHeaderBytes,
 	})
+	if err := d.startClientKeys(); err != nil {
+		return err
+	}
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
 		return modelslot.Wrapf(err, modelslot.EINVALID, "the data directory %s is not usable: %v: fix its permissions or choose another with --data", cfg.Data, err)
@@ -194,7 +199,10 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
-		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
+		Token: d.Token, Sessions: api.NewSessions(), Logger: log.With("component", "api"), Gatherer: reg,
+	}
+	if srv.MetricsToken, err = api.LoadOrCreateMetricsToken(cfg.Data); err != nil {
+		return err
 	}
 	if d.Replica != "" {
 		srv.AllReplicas = d.metricsOfAll()
@@ -202,6 +210,11 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
 
+	if err := d.checkOpenGateway(ctx); err != nil {
+		return err
+	}
+	// Metrics without a token only where only this machine can ask.
+	srv.OpenMetrics = d.adminLoopback
 	maxHeader := cfg.Gateway.MaxHeaderBytes
 	if maxHeader == 0 {
 		maxHeader = 1 << 20
@@ -251,7 +264,12 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 func (d *Daemon) GatewayURL() string { return "http://" + d.gwLn.Addr().String() }
 
 // AdminURL is the admin API's address.
-func (d *Daemon) AdminURL() string { return "http://" + d.adminLn.Addr().String() }
+func (d *Daemon) AdminURL() string {
+	if d.adminTLS {
+		return "https://" + d.adminLn.Addr().String()
+	}
+	return "http://" + d.adminLn.Addr().String()
+}
 
 // DataDir is the state directory.
 func (d *Daemon) DataDir() string { return d.cfg.Data }

@@ -13,6 +13,7 @@ func mountDashboard(s *api.Server, d *Daemon) {
 	ui := dashboard.New(dashboard.Config{
 		Authorized: s.Authorized,
 		Token:      s.Token,
+		Sessions:   s.Sessions,
 		Apps:       d.Engine,
 		Metrics:    d.metricsOfAll(),
 		Logger:     d.log.With("component", "dashboard"),

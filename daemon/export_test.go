@@ -23,3 +23,10 @@ func IdleTimeouts(d *Daemon) []time.Duration {
 	}
 	return out
 }
+
+// SetClientKeysPoll changes how often the client keys file is checked.
+func SetClientKeysPoll(d time.Duration) func() {
+	old := clientKeysPoll
+	clientKeysPoll = d
+	return func() { clientKeysPoll = old }
+}

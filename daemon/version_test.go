@@ -76,6 +76,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			u.keys[h] = v
 		}
 	}
+	if v := r.URL.Query().Get("key"); v != "" {
+		u.keys["?key"] = v
+	}
 	u.mu.Unlock()
 	if strings.HasPrefix(path, "/v1/") && u.authorized != nil && !u.authorized(r) {
 		u.mu.Lock()
@@ -658,14 +661,26 @@ func assertNoSecret(t *testing.T, e *env, secret string) {
 	}
 }
 
-// TestSecretHeadersNeverShown deploys a provider key as a secret header and
-// checks that it is used upstream but appears in no API answer, error,
-// event or log line, and in no file of the data directory but the
-// database, which only the daemon's user can read.
-func TestSecretHeadersNeverShown(t *testing.T) {
+// TestSecretsNeverShown deploys a provider key as a secret header and
+// another as a secret query parameter, and checks that both are used
+// upstream but appear in no API answer, error, event, webhook, log line at
+// debug level or shadow request, and in no file of the data directory but
+// the database, which only the daemon's user can read.
+func TestSecretsNeverShown(t *testing.T) {
 	const secret = "sk-test-0dd5ecre7-4f1c9a"
+	const secretQ = "AIzaQuery-5ecre7-77c1"
 	var logs syncBuffer
+	var hookMu sync.Mutex
+	var hooks [][]byte
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hookMu.Lock()
+		hooks = append(hooks, b)
+		hookMu.Unlock()
+	}))
+	defer hook.Close()
 	cfg := config.Default()
+	cfg.Webhooks = []config.Webhook{{URL: hook.URL}}
 	cfg.Data = filepath.Join(t.TempDir(), "state") // created by the daemon
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin = "127.0.0.1:0"
@@ -691,7 +706,8 @@ func TestSecretHeadersNeverShown(t *testing.T) {
 			URL: url, Version: version, Model: "m",
 			Headers:       map[string]string{"api-key": secret, "x-team": "search"},
 			SecretHeaders: []string{"api-key"},
-			Query:         map[string]string{"api-version": "2024-10-21"},
+			Query:         map[string]string{"api-version": "2024-10-21", "key": secretQ},
+			SecretQuery:   []string{"key"},
 			Warmup:        modelslot.Warmup{Timeout: modelslot.Duration(time.Second)},
 		}}
 	}
@@ -708,6 +724,9 @@ func TestSecretHeadersNeverShown(t *testing.T) {
 	record(s)
 	if h := s.Deployment.Headers; h["api-key"] != "[redacted]" || h["x-team"] != "search" {
 		t.Errorf("deploy answer headers = %v: want the secret redacted and the rest shown", h)
+	}
+	if q := s.Deployment.Query; q["key"] != "[redacted]" || q["api-version"] != "2024-10-21" {
+		t.Errorf("deploy answer query = %v: want the secret redacted and the rest shown", q)
 	}
 	// Identical content: the no-op answer is redacted too.
 	s, err = e.c.Deploy(ctx, "default", "production", dep(rejectURL, "v1"))
@@ -728,8 +747,8 @@ func TestSecretHeadersNeverShown(t *testing.T) {
 		t.Errorf("status %d from a backend that rejects the key, want 401", resp.StatusCode)
 	}
 	answers = append(answers, body)
-	if rejecting.rejections("/v1/chat/completions") != 1 || rejecting.key("Api-Key") != secret {
-		t.Errorf("the backend did not get the key: %v", rejecting.keys)
+	if rejecting.rejections("/v1/chat/completions") != 1 || rejecting.key("Api-Key") != secret || rejecting.key("?key") != secretQ {
+		t.Errorf("the backend did not get the keys: %v", rejecting.keys)
 	}
 
 	// Deploys that fail: a backend that never becomes healthy, one that is down.
@@ -799,22 +818,77 @@ func TestSecretHeadersNeverShown(t *testing.T) {
 	}
 	record(st)
 
-	for _, a := range answers {
-		if bytes.Contains(a, []byte(secret)) {
-			t.Errorf("an answer shows the secret: %s", a)
+	// Production (with both keys) mirrored to a shadow without credentials:
+	// the shadow gets the client's request, none of production's keys.
+	prodNow, prodNowURL := newUpstream(t, sim.Config{Model: "m"}, "", nil)
+	if s, err = e.c.Deploy(ctx, "default", "production", dep(prodNowURL, "v5")); err != nil {
+		t.Fatal(err)
+	}
+	record(s)
+	shadowSeen := make(chan string, 16)
+	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h, _ := json.Marshal(r.Header)
+		select {
+		case shadowSeen <- r.URL.String() + " " + string(h) + " " + string(b):
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}))
+	defer shadow.Close()
+	if _, err := e.c.CreateSlot(ctx, "default", "shadow"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = e.c.Deploy(ctx, "default", "shadow", modelslot.DeployRequest{Deployment: modelslot.Deployment{URL: shadow.URL, Version: "shadow", Warmup: modelslot.Warmup{Statuses: []int{200}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.SetMirror(ctx, "default", modelslot.MirrorRule{Slot: "shadow", Percent: 100}); err != nil {
+		t.Fatal(err)
+	}
+	e.chat(nil)
+	select {
+	case got := <-shadowSeen:
+		if strings.Contains(got, secret) || strings.Contains(got, secretQ) {
+			t.Errorf("the shadow request carries production's key: %s", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no mirrored request reached the shadow")
+	}
+	if prodNow.key("?key") != secretQ {
+		t.Errorf("production got query key %q", prodNow.key("?key"))
+	}
+
+	for _, sec := range []string{secret, secretQ} {
+		for _, a := range answers {
+			if bytes.Contains(a, []byte(sec)) {
+				t.Errorf("an answer shows the secret: %s", a)
+			}
+		}
+		assertNoSecret(t, e, sec)
+		if strings.Contains(logs.String(), sec) {
+			t.Errorf("the log shows the secret %s:\n%s", sec, logs.String())
 		}
 	}
-	assertNoSecret(t, e, secret)
 	if !strings.Contains(logs.String(), "backend error") {
 		t.Errorf("the dead backend was not logged; the log check proves little:\n%s", logs.String())
-	}
-	if strings.Contains(logs.String(), secret) {
-		t.Errorf("the log shows the secret:\n%s", logs.String())
 	}
 
 	// On disk: only the database holds the key, readable by this user only,
 	// in a directory only this user can enter.
 	e.stop()
+	hookMu.Lock()
+	if len(hooks) == 0 {
+		t.Error("the webhook received nothing; the webhook check proves little")
+	}
+	for _, h := range hooks {
+		for _, sec := range []string{secret, secretQ} {
+			if bytes.Contains(h, []byte(sec)) {
+				t.Errorf("a webhook shows the secret: %s", h)
+			}
+		}
+	}
+	hookMu.Unlock()
 	if fi, err := os.Stat(cfg.Data); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("data dir mode %v (%v), want 0700", fi.Mode().Perm(), err)
 	}
@@ -827,7 +901,7 @@ func TestSecretHeadersNeverShown(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(b, []byte(secret)) {
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte(secretQ)) {
 			holders = append(holders, path)
 			fi, _ := d.Info()
 			if fi.Mode().Perm() != 0o600 {

@@ -1,7 +1,7 @@
 // Package dashboard serves modelslot's web dashboard on the admin listener:
 // embedded HTML, CSS and JavaScript over the admin JSON API, a login form
-// that turns the admin token into a session cookie, and a time-series view
-// of the gateway's meter for the charts.
+// that trades the admin token for a session, and a time-series view of the
+// gateway's meter for the charts.
 package dashboard
 
 import (
@@ -27,17 +27,21 @@ type Apps interface {
 	App(ctx context.Context, name string) (*modelslot.App, error)
 }
 
-// Config wires a Dashboard. Authorized, Token, Apps and Metrics are required.
+// Config wires a Dashboard. Authorized, Token, Sessions, Apps and Metrics
+// are required.
 type Config struct {
 	// Authorized reports whether a request carries the admin token, by
 	// header or session cookie, with the CSRF check for changes
 	// (api.Server.Authorized).
 	Authorized func(r *http.Request) bool
 	// Token is the admin token the login form compares with.
-	Token   string
-	Apps    Apps
-	Metrics modelslot.MetricSource
-	Logger  *slog.Logger
+	Token string
+	// Sessions keeps the sessions a login starts and a logout ends; the
+	// cookie carries a session's id, never the token.
+	Sessions *api.Sessions
+	Apps     Apps
+	Metrics  modelslot.MetricSource
+	Logger   *slog.Logger
 	// Now is the clock of the series endpoint (default time.Now).
 	Now func() time.Time
 	// SessionMaxAge bounds the session cookie's life (default 12h).
@@ -157,7 +161,13 @@ func (d *Dashboard) doLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	maxAge := int(d.cfg.SessionMaxAge / time.Second)
-	http.SetCookie(w, d.cookie(r, api.SessionCookie, d.cfg.Token, maxAge))
+	id, err := d.cfg.Sessions.Create(d.cfg.SessionMaxAge)
+	if err != nil {
+		d.cfg.Logger.Warn("dashboard login", "err", err)
+		d.renderLogin(w, http.StatusServiceUnavailable, modelslot.ErrorMessage(err))
+		return
+	}
+	http.SetCookie(w, d.cookie(r, api.SessionCookie, id, maxAge))
 	if name != "" {
 		http.SetCookie(w, d.cookie(r, api.ActorCookie, name, maxAge))
 	} else {
@@ -170,6 +180,9 @@ func (d *Dashboard) doLogout(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
 		api.WriteError(w, r, modelslot.Errorf(modelslot.EFORBIDDEN, "logout from another site refused"))
 		return
+	}
+	if c, err := r.Cookie(api.SessionCookie); err == nil {
+		d.cfg.Sessions.Revoke(c.Value)
 	}
 	http.SetCookie(w, d.cookie(r, api.SessionCookie, "", -1))
 	http.SetCookie(w, d.cookie(r, api.ActorCookie, "", -1))

@@ -65,6 +65,16 @@ func login(t *testing.T, d *daemon.Daemon, token string, hdr map[string]string) 
 	return do(t, http.MethodPost, d.AdminURL()+"/ui/login", url.Values{"token": {token}}.Encode(), h)
 }
 
+// session logs in and returns the Cookie header of the new session.
+func session(t *testing.T, d *daemon.Daemon) string {
+	t.Helper()
+	c := sessionCookie(t, login(t, d, d.Token, nil))
+	if c == nil {
+		t.Fatal("login set no session cookie")
+	}
+	return c.Name + "=" + c.Value
+}
+
 func sessionCookie(t *testing.T, resp *http.Response) *http.Cookie {
 	t.Helper()
 	for _, c := range resp.Cookies() {
@@ -124,8 +134,11 @@ func TestDashboardLoginLogout(t *testing.T) {
 	if c == nil {
 		t.Fatal("login set no session cookie")
 	}
-	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.MaxAge <= 0 || c.Value != d.Token {
-		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/, a positive Max-Age and the token", c)
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.MaxAge <= 0 || len(c.Value) != 64 {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/, a positive Max-Age and a session id", c)
+	}
+	if c.Value == d.Token || strings.Contains(c.Value, d.Token) {
+		t.Errorf("the session cookie carries the admin token")
 	}
 	if c.Secure {
 		t.Errorf("cookie is Secure over plain HTTP: the browser would drop it")
@@ -155,11 +168,35 @@ func TestDashboardLoginLogout(t *testing.T) {
 	if gone == nil || gone.MaxAge >= 0 || gone.Value != "" || !gone.HttpOnly || gone.Path != "/" {
 		t.Fatalf("logout cookie %+v: want an empty, expired, HttpOnly cookie on /", gone)
 	}
+	// The session is revoked in the daemon, not only forgotten by the
+	// browser: a copy of the old cookie no longer works.
+	if resp := do(t, http.MethodGet, d.AdminURL()+"/api/v1/apps", "", cookie); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the cookie of a logged-out session: GET /api/v1/apps %d, want 401", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodGet, d.AdminURL()+"/", "", cookie); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the cookie of a logged-out session: GET / %d, want a redirect to the login", resp.StatusCode)
+	}
+}
+
+// TestDashboardCookieIsNotTheToken: the admin token itself in the session
+// cookie is refused; only a session id from a login is accepted.
+func TestDashboardCookieIsNotTheToken(t *testing.T) {
+	d := startDaemon(t)
+	for name, c := range map[string]string{"the admin token": api.SessionCookie + "=" + d.Token, "a login's session": session(t, d)} {
+		resp := do(t, http.MethodGet, d.AdminURL()+"/api/v1/apps", "", map[string]string{"Cookie": c})
+		want := http.StatusOK
+		if name == "the admin token" {
+			want = http.StatusUnauthorized
+		}
+		if resp.StatusCode != want {
+			t.Errorf("cookie with %s: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
 }
 
 func TestDashboardCSRF(t *testing.T) {
 	d := startDaemon(t)
-	cookie := api.SessionCookie + "=" + d.Token
+	cookie := session(t, d)
 	traffic := d.AdminURL() + "/api/v1/apps/default/traffic"
 	cases := []struct {
 		name   string
@@ -189,7 +226,7 @@ func TestDashboardCSRF(t *testing.T) {
 
 func TestDashboardSecurityHeaders(t *testing.T) {
 	d := startDaemon(t)
-	cookie := map[string]string{"Cookie": api.SessionCookie + "=" + d.Token, "Origin": "http://evil.example"}
+	cookie := map[string]string{"Cookie": session(t, d), "Origin": "http://evil.example"}
 	for _, p := range []string{"/", "/ui/", "/ui/login", "/ui/assets/app.js", "/ui/assets/style.css", "/ui/api/apps/default/series"} {
 		t.Run(p, func(t *testing.T) {
 			resp := do(t, http.MethodGet, d.AdminURL()+p, "", cookie)
@@ -222,7 +259,8 @@ func TestDashboardSeriesAuth(t *testing.T) {
 	}{
 		{"no credentials", series, nil, http.StatusUnauthorized},
 		{"wrong cookie", series, map[string]string{"Cookie": api.SessionCookie + "=nope"}, http.StatusUnauthorized},
-		{"cookie", series, map[string]string{"Cookie": api.SessionCookie + "=" + d.Token}, http.StatusOK},
+		{"token as cookie", series, map[string]string{"Cookie": api.SessionCookie + "=" + d.Token}, http.StatusUnauthorized},
+		{"cookie", series, map[string]string{"Cookie": session(t, d)}, http.StatusOK},
 		{"bearer", series, map[string]string{"Authorization": "Bearer " + d.Token}, http.StatusOK},
 		{"bad minutes", series + "?minutes=0", map[string]string{"Authorization": "Bearer " + d.Token}, http.StatusBadRequest},
 		{"too many minutes", series + "?minutes=61", map[string]string{"Authorization": "Bearer " + d.Token}, http.StatusBadRequest},

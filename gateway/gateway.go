@@ -126,6 +126,8 @@ type Gateway struct {
 	meter     *Meter
 	cookieAge string
 	mirror    *mirrorer
+	// keys are the client keys that may use the gateway; nil: open.
+	keys atomic.Pointer[keyring]
 	// syntheticKey is the value of HeaderSynthetic that marks the
 	// daemon's own requests; random per process.
 	syntheticKey string
@@ -198,7 +200,8 @@ type Backend struct {
 	inflight atomic.Int64
 	headers  http.Header
 	query    url.Values
-	// ownsAuth: the deployment sets Authorization or api-key itself.
+	// ownsAuth: the deployment brings its own credentials (a secret, or
+	// one of CredentialHeaders).
 	ownsAuth bool
 	// direct: requests take the gateway's direct proxy path (proxy.go).
 	direct bool
@@ -216,14 +219,12 @@ func (g *Gateway) NewBackend(rawURL string, d *modelslot.Deployment) (*Backend, 
 	u.Path = strings.TrimSuffix(u.Path, "/v1")
 	b := &Backend{target: u, direct: u.Scheme == "http" && !g.cfg.StdUpstream}
 	if d != nil {
+		b.ownsAuth = CarriesCredentials(d)
 		if len(d.Headers) > 0 {
 			b.headers = http.Header{}
 			for k, v := range d.Headers {
 				b.headers.Set(k, v)
 			}
-			_, auth := b.headers["Authorization"]
-			_, key := b.headers["Api-Key"]
-			b.ownsAuth = auth || key
 		}
 		if len(d.Query) > 0 {
 			b.query = url.Values{}
@@ -290,8 +291,7 @@ func (b *Backend) prepare(out *http.Request) {
 		// The deployment brings its own key: the client's must not reach
 		// the provider beside it (the client's key is for the gateway, or
 		// for another provider).
-		out.Header.Del("Authorization")
-		out.Header.Del("Api-Key")
+		dropClientCredentials(out.Header)
 	}
 	for k, v := range b.headers {
 		out.Header[k] = v
@@ -308,10 +308,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		synthetic = len(v) == 1 && subtle.ConstantTimeCompare([]byte(v[0]), []byte(g.syntheticKey)) == 1
 		delete(r.Header, HeaderSynthetic)
 	}
+	var key *keyState
+	if kr := g.keys.Load(); kr != nil && !synthetic {
+		if key = kr.authenticate(w, r); key == nil {
+			return
+		}
+	}
 	snap := g.snap.Load()
 	app, path := snap.appFor(r)
 	if app == nil {
 		writeError(w, http.StatusNotFound, "app_not_found", "no app serves this request: name it with the X-Modelslot-App header or a /<app>/v1/... path")
+		return
+	}
+	if key != nil && !key.admit(w, app.name) {
 		return
 	}
 	if path != r.URL.Path {
@@ -530,7 +539,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	slot := w.Header().Get(HeaderSlot)
-	g.log.Warn("backend error", "slot", slot, "err", err)
+	g.log.Warn("backend error", "slot", slot, "err", safeErr(err))
 	var htl headTooLarge
 	if errors.As(err, &htl) {
 		writeError(w, http.StatusBadGateway, "backend_response_too_large", "the model backend of slot "+slot+" sent a "+htl.Error()+" (gateway.maxResponseHeaderBytes)")
@@ -547,7 +556,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 // errorText keeps the useful end of a transport error ("connection
 // refused") without internal URLs of other components.
 func errorText(err error) string {
-	s := err.Error()
+	s := safeErr(err).Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 && i+2 < len(s) {
 		return s[i+2:]
 	}

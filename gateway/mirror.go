@@ -231,7 +231,7 @@ func (m *mirrorer) mirror(job *mirrorJob) {
 			return // shutting down: not the shadow's failure
 		}
 		st.failed.Add(1)
-		m.g.log.Debug("shadow request failed", "app", job.app, "slot", job.slot.name, "err", err)
+		m.g.log.Debug("shadow request failed", "app", job.app, "slot", job.slot.name, "err", safeErr(err))
 	}
 	st.add(comparePair(job, shadow, err))
 }
@@ -275,6 +275,9 @@ func (m *mirrorer) send(job *mirrorJob) (shadowAnswer, error) {
 		return out, err
 	}
 	req.Header = job.header
+	if b.ownsAuth {
+		dropClientCredentials(req.Header)
+	}
 	for k, v := range b.headers {
 		req.Header[k] = v
 	}

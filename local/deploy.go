@@ -70,6 +70,11 @@ func normalize(d *modelslot.Deployment) error {
 			return modelslot.Errorf(modelslot.EINVALID, "deploy: secret header %q has no value: set it with --secret-header %s=VALUE", h, h)
 		}
 	}
+	for _, q := range d.SecretQuery {
+		if _, ok := d.Query[q]; !ok {
+			return modelslot.Errorf(modelslot.EINVALID, "deploy: secret query parameter %q has no value: set it with --secret-query %s=VALUE", q, q)
+		}
+	}
 	d.Revision = d.ComputeRevision()
 	return nil
 }

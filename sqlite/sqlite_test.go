@@ -113,3 +113,22 @@ func TestDatabaseFileIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// An existing database another tool left readable by others is made
+// private again at open: it holds provider keys in plain text.
+func TestDatabaseFileMadePrivateAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := open(t, path)
+	db.Close()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open(t, path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v after open, want 0600", fi.Mode().Perm())
+	}
+}

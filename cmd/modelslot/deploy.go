@@ -18,7 +18,7 @@ func newDeployCmd() *cobra.Command {
 		f                                           clientFlags
 		url, command, version, revision, image      string
 		settings, sticky, headers, secrets, queries []string
-		defaults, overrides                         []string
+		defaults, overrides, secretQueries          []string
 		warmupPath, warmupStatus, model, prompt     string
 		promptMode                                  string
 		warmupTimeout                               time.Duration
@@ -71,6 +71,17 @@ its own host name, else puts the previous image and settings back.`,
 			}
 			if d.Query, err = parseKV(queries, "query"); err != nil {
 				return err
+			}
+			secQ, err := parseKV(secretQueries, "secret-query")
+			if err != nil {
+				return err
+			}
+			for k, v := range secQ {
+				if d.Query == nil {
+					d.Query = map[string]string{}
+				}
+				d.Query[k] = v
+				d.SecretQuery = append(d.SecretQuery, k)
 			}
 			if d.Defaults, err = parseParams(defaults, "default"); err != nil {
 				return err
@@ -137,12 +148,13 @@ its own host name, else puts the previous image and settings back.`,
 	fl.StringArrayVar(&headers, "header", nil, "NAME=VALUE header added to upstream requests; repeatable")
 	fl.StringArrayVar(&secrets, "secret-header", nil, "NAME=VALUE header whose value is secret (never shown or logged), e.g. api-key=...; repeatable")
 	fl.StringArrayVar(&queries, "query", nil, "NAME=VALUE query parameter added upstream, e.g. api-version=2024-10-21; repeatable")
+	fl.StringArrayVar(&secretQueries, "secret-query", nil, "NAME=VALUE query parameter whose value is secret (never shown or logged), e.g. key=...; repeatable")
 	return cmd
 }
 
 // localOnlyDeployFlags configure the local gateway or process host;
 // App Service has no equivalent.
-var localOnlyDeployFlags = []string{"url", "cmd", "revision", "warmup-retries", "model", "system-prompt", "system-prompt-mode", "default", "override", "header", "secret-header", "query"}
+var localOnlyDeployFlags = []string{"url", "cmd", "revision", "warmup-retries", "model", "system-prompt", "system-prompt-mode", "default", "override", "header", "secret-header", "query", "secret-query"}
 
 // checkDeployFlags refuses the flags of the other platform.
 func checkDeployFlags(cmd *cobra.Command, onAzure bool) error {

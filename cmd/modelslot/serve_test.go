@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
+	"github.com/modelslot/modelslot/sqlite"
 )
 
 // serveMain runs `modelslot serve args...` through main() in a child
@@ -209,7 +210,7 @@ func TestStoreFullReachesCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close(ctx)
-	if err := d.Store.LimitSize(ctx, 0); err != nil {
+	if err := d.Store.(*sqlite.DB).LimitSize(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A deployment with a long system prompt needs new pages.
