@@ -138,7 +138,11 @@ type Stats struct {
 	LatencyMS    Quantiles `json:"latencyMs"`
 	TTFTMS       Quantiles `json:"ttftMs"`
 	OutputTokens int       `json:"outputTokens"`
-	TokensPerSec float64   `json:"tokensPerSec"` // mean per-request output rate after the first token
+	// DecodeTokensPerSec is a per-request decode rate: the mean over
+	// requests of output tokens per second after the first token
+	// (modelslot.Sample.TokensPerSecond). Not a throughput: that is
+	// outputTokensPerSec in the dashboard's series.
+	DecodeTokensPerSec float64 `json:"decodeTokensPerSec"`
 }
 
 // Quantiles of a distribution in milliseconds.
@@ -224,7 +228,7 @@ func summarise(app, slot, rev string, window time.Duration, ss []modelslot.Sampl
 		st.RPS = float64(len(ss)) / window.Seconds()
 	}
 	if tpsN > 0 {
-		st.TokensPerSec = tpsSum / float64(tpsN)
+		st.DecodeTokensPerSec = tpsSum / float64(tpsN)
 	}
 	st.LatencyMS = quantiles(lat)
 	st.TTFTMS = quantiles(ttft)

@@ -333,7 +333,7 @@ const METRICS = [
   { key: 'latencyP99Ms', title: 'Latency p99', fmt: ms },
   { key: 'ttftP50Ms', title: 'Time to first token p50', fmt: ms },
   { key: 'ttftP95Ms', title: 'Time to first token p95', fmt: ms },
-  { key: 'tokensPerSec', title: 'Output tokens per second', fmt: (v) => compact(v) },
+  { key: 'outputTokensPerSec', title: 'Output tokens per second', fmt: (v) => compact(v) },
 ];
 
 function charts(series) {
