@@ -26,6 +26,11 @@ type Sample struct {
 	TokensCounted bool `json:"tokensCounted,omitempty"`
 	// Revision is the deployment revision that served the request.
 	Revision string `json:"revision,omitempty"`
+	// Streamed: the answer was an event stream, so TTFT is a first token's
+	// time; a non-streamed answer's TTFT is only its latency again.
+	Streamed bool `json:"streamed,omitempty"`
+	// InputTokens from usage (prompt_tokens); 0 when the answer had none.
+	InputTokens int `json:"inputTokens,omitempty"`
 }
 
 // IsError reports whether the sample counts as a server-side failure:
