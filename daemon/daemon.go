@@ -130,6 +130,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	registerControlMetrics(reg, d, bus, log.With("component", "metrics"))
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
