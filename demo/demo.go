@@ -408,7 +408,7 @@ func (d *demo) rollout(ctx context.Context, version, baseline string, goBad func
 		for ; seen < len(ro.Verdicts); seen++ {
 			v := ro.Verdicts[seen]
 			c, b := d.sides(ctx, v, version, baseline)
-			d.detail("%s", verdictText(v, c, b))
+			d.detail("%s", verdictText(v, c, b, v.Step == len(ro.Plan.Steps)-1))
 			if d.o.Verbose {
 				d.detail("  the statistics: %s", v.Reason)
 			}

@@ -120,13 +120,17 @@ var decisionWords = map[string]string{
 }
 
 // verdictText says what a verdict means in words: which version did what
-// against which, and what the rollout did about it.
-func verdictText(v rollout.VerdictRecord, c, b side) string {
+// against which, and what the rollout did about it; last: the verdict's
+// step is the plan's last.
+func verdictText(v rollout.VerdictRecord, c, b side, last bool) string {
 	step := fmt.Sprintf("Step %d (%s at %g%%)", v.Step+1, v.StepKind, v.Percent)
 	if v.StepKind == rollout.KindWatch {
 		step = fmt.Sprintf("Step %d (watch after the swap)", v.Step+1)
 	}
 	what := decisionWords[v.Decision]
+	if v.Decision == "continue" && last {
+		what = "the last step is done"
+	}
 	if what == "" {
 		what = v.Decision
 	}
@@ -139,7 +143,11 @@ func verdictText(v rollout.VerdictRecord, c, b side) string {
 		if len(parts) == 0 {
 			parts = []string{fmt.Sprintf("%s failed its gates", c.version)}
 		}
-		return fmt.Sprintf("%s: %s: %s.", step, strings.Join(parts, ", and "), what)
+		list := parts[0]
+		if n := len(parts); n > 1 {
+			list = strings.Join(parts[:n-1], ", ") + " and " + parts[n-1]
+		}
+		return fmt.Sprintf("%s: %s: %s.", step, list, what)
 	case rollout.Pass:
 		return fmt.Sprintf("%s: %s did as well as %s over %d of its requests (error rate %s against %s, median time to first token %s against %s): %s.",
 			step, c.version, b.version, c.n, percent(c.errorRate), percent(b.errorRate), msText(c.ttftP50), msText(b.ttftP50), what)

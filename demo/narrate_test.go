@@ -34,19 +34,22 @@ func TestVerdictText(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		v    rollout.VerdictRecord
+		last bool
 		want string
 	}{
 		{"errors fail", rollout.VerdictRecord{Step: 1, StepKind: "bake", Percent: 10, Verdict: rollout.Fail, Decision: "rollback",
-			Gates: evidence("errors", "fail", "ttft", "pass")},
+			Gates: evidence("errors", "fail", "ttft", "pass")}, false,
 			"Step 2 (bake at 10%): v3's error rate was 43% against 0%: rolled back."},
 		{"two fail", rollout.VerdictRecord{Step: 5, StepKind: "watch", Percent: 90, Verdict: rollout.Fail, Decision: "rollback",
-			Gates: evidence("errors", "fail", "ttft", "fail")},
-			"Step 6 (watch after the swap): v3's error rate was 43% against 0%, and v3's median time to first token was 250ms against 25ms: rolled back."},
-		{"pass", rollout.VerdictRecord{Step: 1, StepKind: "bake", Percent: 10, Verdict: rollout.Pass, Decision: "continue"},
+			Gates: evidence("errors", "fail", "latency", "fail", "ttft", "fail")}, true,
+			"Step 6 (watch after the swap): v3's error rate was 43% against 0%, v3's median latency was 500ms against 50ms and v3's median time to first token was 250ms against 25ms: rolled back."},
+		{"pass", rollout.VerdictRecord{Step: 1, StepKind: "bake", Percent: 10, Verdict: rollout.Pass, Decision: "continue"}, false,
 			"Step 2 (bake at 10%): v3 did as well as v2 over 100 of its requests (error rate 43% against 0%, median time to first token 250ms against 25ms): on to the next step."},
+		{"last step passes", rollout.VerdictRecord{Step: 5, StepKind: "watch", Percent: 90, Verdict: rollout.Pass, Decision: "continue"}, true,
+			"Step 6 (watch after the swap): v3 did as well as v2 over 100 of its requests (error rate 43% against 0%, median time to first token 250ms against 25ms): the last step is done."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := verdictText(tc.v, c, b); got != tc.want {
+			if got := verdictText(tc.v, c, b, tc.last); got != tc.want {
 				t.Errorf("verdictText:\n got %s\nwant %s", got, tc.want)
 			}
 		})
