@@ -71,9 +71,11 @@ type Bucket struct {
 	Requests int64         `json:"requests"`
 	Errors   int64         `json:"errors"`
 	// Means over the bucket; zero when the source does not report them.
-	MeanLatency      time.Duration `json:"meanLatency,omitempty"`
-	MeanTTFT         time.Duration `json:"meanTTFT,omitempty"`
-	MeanTokensPerSec float64       `json:"meanTokensPerSec,omitempty"`
+	MeanLatency time.Duration `json:"meanLatency,omitempty"`
+	MeanTTFT    time.Duration `json:"meanTTFT,omitempty"`
+	// MeanTokensPerSec is the mean per-request decode rate (as
+	// Sample.TokensPerSecond), not a throughput.
+	MeanTokensPerSec float64 `json:"meanTokensPerSec,omitempty"`
 }
 
 // Series is what a metric source knows about one slot in a time range.
