@@ -24,7 +24,8 @@ for t in "${targets[@]}"; do
   [ "$os" = windows ] && ext=".exe"
   out="dist/modelslot-${version}-${os}-${arch}${ext}"
   echo "== $out"
-  CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" go build -trimpath \
+  # -buildvcs=auto: stamp the revision even where GOFLAGS turns it off.
+  CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" go build -trimpath -buildvcs=auto \
     -ldflags "-s -w -X main.buildTime=${built}" -o "$out" ./cmd/modelslot
 done
 (cd dist && sha256sum modelslot-"${version}"-* > SHA256SUMS)
