@@ -26,6 +26,11 @@ type Sample struct {
 	TokensCounted bool `json:"tokensCounted,omitempty"`
 	// Revision is the deployment revision that served the request.
 	Revision string `json:"revision,omitempty"`
+	// Streamed: the answer was an event stream, so TTFT is a first token's
+	// time; a non-streamed answer's TTFT is only its latency again.
+	Streamed bool `json:"streamed,omitempty"`
+	// InputTokens from usage (prompt_tokens); 0 when the answer had none.
+	InputTokens int `json:"inputTokens,omitempty"`
 }
 
 // IsError reports whether the sample counts as a server-side failure:
@@ -66,9 +71,11 @@ type Bucket struct {
 	Requests int64         `json:"requests"`
 	Errors   int64         `json:"errors"`
 	// Means over the bucket; zero when the source does not report them.
-	MeanLatency      time.Duration `json:"meanLatency,omitempty"`
-	MeanTTFT         time.Duration `json:"meanTTFT,omitempty"`
-	MeanTokensPerSec float64       `json:"meanTokensPerSec,omitempty"`
+	MeanLatency time.Duration `json:"meanLatency,omitempty"`
+	MeanTTFT    time.Duration `json:"meanTTFT,omitempty"`
+	// MeanTokensPerSec is the mean per-request decode rate (as
+	// Sample.TokensPerSecond), not a throughput.
+	MeanTokensPerSec float64 `json:"meanTokensPerSec,omitempty"`
 }
 
 // Series is what a metric source knows about one slot in a time range.

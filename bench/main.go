@@ -1,6 +1,6 @@
 // Command bench measures modelslot's gateway against a direct connection
 // to the model server and against nginx and haproxy doing the same 90/10
-// split, in one run, as /work/shared/BENCHMARKS.md describes.
+// split, in one run (method: the top of bench/RESULTS.md).
 //
 // Run it from the repository root:
 //

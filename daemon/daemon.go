@@ -197,6 +197,7 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 		return err
 	}
 	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
+	registerControlMetrics(reg, d, bus, log.With("component", "metrics"))
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Sessions: api.NewSessions(), Logger: log.With("component", "api"), Gatherer: reg,

@@ -504,8 +504,8 @@ func TestMeterWindowsAndPrometheus(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`modelslot_gateway_requests_total{app="default",code="2xx",revision=`,
-		`modelslot_gateway_requests_total{app="default",code="5xx",revision=`,
+		`modelslot_gateway_requests_total{app="default",code="200",revision=`,
+		`modelslot_gateway_requests_total{app="default",code="500",revision=`,
 		`modelslot_gateway_time_to_first_token_seconds_bucket`,
 		`modelslot_gateway_output_tokens_total`,
 	} {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -220,6 +221,46 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("the abort was recorded by %q, want dashboard:alice", a)
 	}
 	until("the past rollouts to list it", `(document.getElementById('sec-history')?.textContent || '').includes('`+ro.ID+`')`, 15*time.Second)
+	// The aborted rollout's timeline marks the step it stopped at, not a
+	// current step; its times are ISO with the time zone.
+	// (textContent: the timeline is inside a closed <details>.)
+	hist, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('sec-history').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(hist, "✗ aborted here") || strings.Contains(hist, "▶ current") {
+		t.Errorf("the aborted rollout's timeline: want its pause step marked aborted here and no current step:\n%s", hist)
+	}
+	if !regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (UTC|UTC[+−]\d\d:\d\d) → \d{4}-`).MatchString(hist) {
+		t.Errorf("the past rollout's times are not ISO with a time zone:\n%s", hist)
+	}
+	// The step states of finished rollouts, and a latency chart with one
+	// point far above the rest: clipped with a marker, not flattened.
+	checks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Promise.all([import('/ui/assets/app.js'), import('/ui/assets/chart.js')]).then(([app, chart]) => {
+		const bad = [];
+		const want = (what, got, exp) => { if (got !== exp) bad.push(what + ': got ' + got + ', want ' + exp); };
+		const rb = { step: 1, state: 'rolled_back' };
+		want('rolled back: step 1', app.stepStatus(rb, 0), 'done');
+		want('rolled back: step 2', app.stepStatus(rb, 1), 'stopped');
+		want('rolled back: step 3', app.stepStatus(rb, 2), 'skipped');
+		want('running: step 2', app.stepStatus({ step: 1, state: 'running' }, 1), 'current');
+		want('succeeded: last step', app.stepStatus({ step: 3, state: 'succeeded' }, 2), 'done');
+		want('iso', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/.test(app.isoTime('2026-12-04T17:07:53Z')), true);
+		const values = [20, 22, 19, 25, 21, 23, 4000, 20, 24];
+		const fig = chart.lineChart({ id: 'x', title: 'Latency p99', times: values.map((_, i) => i * 10000), fmt: (v) => v + ' ms', clip: true,
+			lines: [{ label: 'production', values, style: chart.STYLES[0] }] });
+		want('clipped markers', fig.querySelectorAll('polygon.clipped').length, 1);
+		want('clip note', !!fig.querySelector('.clip-note'), true);
+		want('scale', chart.scaleMax(values, true).max < 100, true);
+		want('no clip without outlier', chart.scaleMax([20, 22, 19, 25, 21, 23], true).clipped, false);
+		return bad;
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		t.Error(c)
+	}
 
 	shot("dashboard-1280.png")
 	run("phone width", chromedp.EmulateViewport(390, 844))

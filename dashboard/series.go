@@ -46,10 +46,11 @@ type SlotSeries struct {
 	LatencyP99MS   []*float64 `json:"latencyP99Ms"`
 	TTFTP50MS      []*float64 `json:"ttftP50Ms"`
 	TTFTP95MS      []*float64 `json:"ttftP95Ms"`
-	// TokensPerSec is the slot's output throughput: output tokens of the
-	// bucket's requests over the bucket's time. (A per-request decode rate
-	// says little for non-streaming answers, whose tokens all arrive at once.)
-	TokensPerSec []float64 `json:"tokensPerSec"`
+	// OutputTokensPerSec is the slot's output throughput: output tokens of
+	// the bucket's requests over the bucket's time. (A per-request decode
+	// rate, the admin API's decodeTokensPerSec, says little for
+	// non-streaming answers, whose tokens all arrive at once.)
+	OutputTokensPerSec []float64 `json:"outputTokensPerSec"`
 }
 
 func (d *Dashboard) series(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +154,7 @@ func bucketize(samples []modelslot.Sample, from, now time.Time, n int) SlotSerie
 		ss.LatencyP99MS = append(ss.LatencyP99MS, quantile(lat, 0.99))
 		ss.TTFTP50MS = append(ss.TTFTP50MS, quantile(ttft, 0.5))
 		ss.TTFTP95MS = append(ss.TTFTP95MS, quantile(ttft, 0.95))
-		ss.TokensPerSec = append(ss.TokensPerSec, round(float64(tokens)/span.Seconds()))
+		ss.OutputTokensPerSec = append(ss.OutputTokensPerSec, round(float64(tokens)/span.Seconds()))
 		ss.BucketRevision = append(ss.BucketRevision, dominant(revs))
 	}
 	return ss

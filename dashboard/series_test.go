@@ -97,7 +97,7 @@ func TestDashboardSeries(t *testing.T) {
 		t.Errorf("production: %s %s %s", prod.Slot, prod.Version, prod.Revision)
 	}
 	for _, s := range got.Slots {
-		for name, col := range map[string]int{"requests": len(s.Requests), "rps": len(s.RPS), "errorRate": len(s.ErrorRate), "latencyP50": len(s.LatencyP50MS), "latencyP99": len(s.LatencyP99MS), "ttftP50": len(s.TTFTP50MS), "ttftP95": len(s.TTFTP95MS), "tokensPerSec": len(s.TokensPerSec), "bucketRevision": len(s.BucketRevision)} {
+		for name, col := range map[string]int{"requests": len(s.Requests), "rps": len(s.RPS), "errorRate": len(s.ErrorRate), "latencyP50": len(s.LatencyP50MS), "latencyP99": len(s.LatencyP99MS), "ttftP50": len(s.TTFTP50MS), "ttftP95": len(s.TTFTP95MS), "outputTokensPerSec": len(s.OutputTokensPerSec), "bucketRevision": len(s.BucketRevision)} {
 			if col != n {
 				t.Errorf("%s %s: %d values, want %d", s.Slot, name, col, n)
 			}
@@ -124,8 +124,8 @@ func TestDashboardSeries(t *testing.T) {
 		{"ttft p95", val(prod.TTFTP95MS[prev]), 60.0},
 		{"bucket revision", prod.BucketRevision[prev], "aaa"},
 		{"rps over the current bucket's elapsed 5s", prod.RPS[cur], 0.2},
-		{"output tokens/s in the full bucket", prod.TokensPerSec[prev], 2.7},
-		{"output tokens/s in the current bucket", prod.TokensPerSec[cur], 1.8},
+		{"output tokens/s in the full bucket", prod.OutputTokensPerSec[prev], 2.7},
+		{"output tokens/s in the current bucket", prod.OutputTokensPerSec[cur], 1.8},
 		{"empty bucket rps", prod.RPS[0], 0.0},
 		{"empty bucket latency", val(prod.LatencyP50MS[0]), nil},
 		{"empty bucket error rate", val(prod.ErrorRate[0]), nil},

@@ -159,6 +159,9 @@ func New(cfg Config) *Gateway {
 		g.proxyRT = g.transport
 	}
 	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(newRouteCollector(g))
+	}
 	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
 	g.mirror = newMirrorer(g, cfg.MirrorMaxBytes, cfg.Registerer)
 	var key [16]byte

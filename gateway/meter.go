@@ -138,7 +138,11 @@ type Stats struct {
 	LatencyMS    Quantiles `json:"latencyMs"`
 	TTFTMS       Quantiles `json:"ttftMs"`
 	OutputTokens int       `json:"outputTokens"`
-	TokensPerSec float64   `json:"tokensPerSec"` // mean per-request output rate after the first token
+	// DecodeTokensPerSec is a per-request decode rate: the mean over
+	// requests of output tokens per second after the first token
+	// (modelslot.Sample.TokensPerSecond). Not a throughput: that is
+	// outputTokensPerSec in the dashboard's series.
+	DecodeTokensPerSec float64 `json:"decodeTokensPerSec"`
 }
 
 // Quantiles of a distribution in milliseconds.
@@ -233,7 +237,7 @@ func summarise(app, slot, rev string, window time.Duration, ss []modelslot.Sampl
 		st.RPS = float64(len(ss)) / window.Seconds()
 	}
 	if tpsN > 0 {
-		st.TokensPerSec = tpsSum / float64(tpsN)
+		st.DecodeTokensPerSec = tpsSum / float64(tpsN)
 	}
 	st.LatencyMS = quantiles(lat)
 	st.TTFTMS = quantiles(ttft)
@@ -260,6 +264,7 @@ type meterWriter struct {
 	events     int  // content events seen in a stream
 	streamErr  bool // an error event came in a 200 stream
 	usage      int  // completion_tokens from a usage object, -1 when absent
+	prompt     int  // prompt_tokens from a usage object, -1 when absent
 	tail       [32]byte
 	tailN      int
 	rw         *rewriter
@@ -276,7 +281,7 @@ var meterWriters = sync.Pool{New: func() any { return new(meterWriter) }}
 
 func getMeterWriter(w http.ResponseWriter, start time.Time, rw *rewriter) *meterWriter {
 	mw := meterWriters.Get().(*meterWriter)
-	*mw = meterWriter{ResponseWriter: w, start: start, usage: -1, rw: rw, head: mw.head[:0]}
+	*mw = meterWriter{ResponseWriter: w, start: start, usage: -1, prompt: -1, rw: rw, head: mw.head[:0]}
 	return mw
 }
 
@@ -304,6 +309,7 @@ var (
 	tokText    = []byte(`"text":"`)
 	tokArgs    = []byte(`"arguments":"`) // a streamed tool call's tokens
 	tokUsage   = []byte(`"completion_tokens":`)
+	tokPrompt  = []byte(`"prompt_tokens":`)
 	tokData    = []byte("data:")
 )
 
@@ -412,18 +418,11 @@ func hasContent(ev []byte) bool {
 	return false
 }
 
-// scanUsage finds "completion_tokens":N, also across a write boundary.
+// scanUsage finds "completion_tokens":N and "prompt_tokens":N, also
+// across a write boundary.
 func (mw *meterWriter) scanUsage(p []byte) {
-	if i := bytes.Index(p, tokUsage); i >= 0 {
-		mw.usage = parseInt(p[i+len(tokUsage):])
-	} else if mw.tailN > 0 {
-		var joined [64]byte
-		n := copy(joined[:], mw.tail[:mw.tailN])
-		n += copy(joined[n:], p[:min(len(p), 32)])
-		if i := bytes.Index(joined[:n], tokUsage); i >= 0 {
-			mw.usage = parseInt(joined[i+len(tokUsage) : n])
-		}
-	}
+	mw.usage = mw.scanInt(p, tokUsage, mw.usage)
+	mw.prompt = mw.scanInt(p, tokPrompt, mw.prompt)
 	if len(p) >= len(mw.tail) {
 		mw.tailN = copy(mw.tail[:], p[len(p)-len(mw.tail):])
 	} else {
@@ -431,6 +430,23 @@ func (mw *meterWriter) scanUsage(p []byte) {
 		copy(mw.tail[:], mw.tail[mw.tailN-keep:mw.tailN])
 		mw.tailN = keep + copy(mw.tail[keep:], p)
 	}
+}
+
+// scanInt returns the number after tok in p, or in the tail of the previous
+// write joined to p; else old.
+func (mw *meterWriter) scanInt(p, tok []byte, old int) int {
+	if i := bytes.Index(p, tok); i >= 0 {
+		return parseInt(p[i+len(tok):])
+	}
+	if mw.tailN > 0 {
+		var joined [64]byte
+		n := copy(joined[:], mw.tail[:mw.tailN])
+		n += copy(joined[n:], p[:min(len(p), 32)])
+		if i := bytes.Index(joined[:n], tok); i >= 0 {
+			return parseInt(joined[i+len(tok) : n])
+		}
+	}
+	return old
 }
 
 func parseInt(b []byte) int {
@@ -490,6 +506,10 @@ func (mw *meterWriter) sample(revision string) modelslot.Sample {
 		s.OutputTokens = mw.events
 	}
 	s.TokensCounted = mw.usage >= 0 || mw.stream
+	s.Streamed = mw.stream
+	if mw.prompt > 0 {
+		s.InputTokens = mw.prompt
+	}
 	if mw.streamErr && s.Status < 300 {
 		// The stream said it failed: the user got an error, not an answer.
 		s.Status = 0

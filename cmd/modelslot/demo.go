@@ -18,7 +18,8 @@ fresh SQLite store in a temporary directory, simulated model versions, live
 traffic, a staging validation (load test and golden-set eval), a 10% split, a
 swap and a swap back, then a gated rollout that promotes a good v2 step by step
 and one that rolls a bad v3 back automatically. It exits 0 only when every
-outcome happened as expected; --keep leaves it running afterwards.`,
+outcome happened as expected; --keep leaves it running afterwards (with the
+dashboard), --verbose shows the statistics behind each verdict.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Out = cmd.OutOrStdout()
@@ -28,7 +29,8 @@ outcome happened as expected; --keep leaves it running afterwards.`,
 			return demo.Run(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVar(&o.Keep, "keep", false, "leave the daemon running afterwards and print the gateway URL and a curl line")
+	cmd.Flags().BoolVar(&o.Keep, "keep", false, "leave the daemon running afterwards and print the gateway URL, a curl line, the dashboard URL and its sign-in token")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "show the statistics behind each verdict (e-values, confidence bounds) and the validation's latency ratios")
 	cmd.Flags().Float64Var(&o.Rate, "rate", 200, "live traffic in requests per second")
 	cmd.Flags().BoolVar(&ha, "ha", false, "run the loop on three replicas sharing a local PostgreSQL (needs its server binaries: apt-get install postgresql) and kill the rollout's leader mid-bake (docs/HA.md)")
 	cmd.Flags().BoolVar(&o.Short, "short", false, "skip the rollouts (slots, split and swaps only)")

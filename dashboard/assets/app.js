@@ -38,8 +38,23 @@ function h(tag, attrs, ...children) {
 
 const $ = (id) => document.getElementById(id);
 const pct = (v) => `${+Number(v).toFixed(2)}%`;
-const clock = (t) => (t ? new Date(t).toLocaleTimeString([], { hour12: false }) : '—');
-const when = (t) => (t ? new Date(t).toLocaleString([], { hour12: false }) : '—');
+// Dates and times are ISO 8601 in the browser's time zone, with the zone:
+// 2026-12-04 17:07:53 UTC+01:00 (UTC when the offset is zero).
+const two = (n) => String(n).padStart(2, '0');
+function zone(d) {
+  const off = -d.getTimezoneOffset();
+  if (off === 0) return 'UTC';
+  const a = Math.abs(off);
+  return `UTC${off < 0 ? '−' : '+'}${two(Math.floor(a / 60))}:${two(a % 60)}`;
+}
+export function isoTime(t) {
+  if (!t) return '—';
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime()) || d.getFullYear() < 1970) return '—';
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${zone(d)}`;
+}
+const clock = isoTime;
+const when = isoTime;
 const words = (s) => String(s || '').replaceAll('_', ' ');
 const ms = (v) => (v >= 1000 ? `${+(v / 1000).toFixed(2)} s` : `${+v.toFixed(v < 10 ? 1 : 0)} ms`);
 const num = (v, d = 2) => `${+Number(v).toFixed(d)}`;
@@ -329,11 +344,11 @@ function renderApp() {
 const METRICS = [
   { key: 'rps', title: 'Requests per second', fmt: (v) => compact(v) },
   { key: 'errorRate', title: 'Error rate', fmt: (v) => `${+(v * 100).toFixed(1)}%` },
-  { key: 'latencyP50Ms', title: 'Latency p50', fmt: ms },
-  { key: 'latencyP99Ms', title: 'Latency p99', fmt: ms },
-  { key: 'ttftP50Ms', title: 'Time to first token p50', fmt: ms },
-  { key: 'ttftP95Ms', title: 'Time to first token p95', fmt: ms },
-  { key: 'tokensPerSec', title: 'Output tokens per second', fmt: (v) => compact(v) },
+  { key: 'latencyP50Ms', title: 'Latency p50', fmt: ms, clip: true },
+  { key: 'latencyP99Ms', title: 'Latency p99', fmt: ms, clip: true },
+  { key: 'ttftP50Ms', title: 'Time to first token p50', fmt: ms, clip: true },
+  { key: 'ttftP95Ms', title: 'Time to first token p95', fmt: ms, clip: true },
+  { key: 'outputTokensPerSec', title: 'Output tokens per second', fmt: (v) => compact(v) },
 ];
 
 function charts(series) {
@@ -347,6 +362,7 @@ function charts(series) {
     title: m.title,
     times: series.times,
     fmt: m.fmt,
+    clip: m.clip,
     lines: slots.map((s) => ({ label: label(s), values: s[m.key], style: STYLES[series.slots.indexOf(s) % STYLES.length] })),
   }));
 }
@@ -367,11 +383,24 @@ function describeStep(s) {
   return 'Unknown step';
 }
 
+const ACTIVE = ['running', 'paused', 'rolling_back'];
+
+// stepStatus: steps before the rollout's step are done; its own step is
+// current only while the rollout is active. A rollout that ended
+// elsewhere than at the end stopped at that step (rolled back, aborted
+// or failed there), and the steps after it never ran.
+export function stepStatus(r, i) {
+  if (i < r.step) return 'done';
+  if (i > r.step) return r.state === 'succeeded' || ACTIVE.includes(r.state) ? 'pending' : 'skipped';
+  if (ACTIVE.includes(r.state)) return r.state === 'rolling_back' ? 'stopped' : 'current';
+  return r.state === 'succeeded' ? 'done' : 'stopped';
+}
+
 function timeline(r) {
-  const done = r.step;
+  const stoppedMark = { rolled_back: '✗ rolled back here', rolling_back: '✗ rolling back', aborted: '✗ aborted here', failed: '✗ failed here' }[r.state] || '✗ stopped here';
   return h('ol', { class: 'timeline', 'aria-label': 'Plan steps' }, r.plan.steps.map((s, i) => {
-    const status = i < done ? 'done' : i === done && r.state !== 'succeeded' ? 'current' : 'pending';
-    const mark = { done: '✓ done', current: '▶ current', pending: '○ pending' }[status];
+    const status = stepStatus(r, i);
+    const mark = { done: '✓ done', current: '▶ current', pending: '○ pending', skipped: '– not run', stopped: stoppedMark }[status];
     let detail = null;
     if (status === 'current' && r.current?.index === i) {
       const c = r.current;

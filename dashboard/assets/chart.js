@@ -25,9 +25,25 @@ function niceMax(v) {
   return 10 * p;
 }
 
+// scaleMax is the top of the y axis. With clip, one point far above the
+// rest (a single slow request in a latency chart) does not flatten every
+// line to the floor: the axis stops at 1.5 times the 90th percentile of
+// the values, and the points above it are drawn at the top with a marker.
+export function scaleMax(values, clip) {
+  const v = values.filter((x) => x != null && x > 0).sort((a, b) => a - b);
+  const max = v.length ? v[v.length - 1] : 0;
+  if (clip && v.length >= 5) {
+    const p90 = v[Math.floor(0.9 * (v.length - 1))];
+    const cap = niceMax(1.5 * p90);
+    if (p90 > 0 && max > 3 * p90 && cap < max) return { max: cap, clipped: true, highest: max };
+  }
+  return { max: niceMax(max), clipped: false, highest: max };
+}
+
 // lineChart draws lines over times (Unix ms). lines: [{label, values (null
-// for gaps), style}]. fmt formats a value for axes and the legend.
-export function lineChart({ id, title, times, lines, fmt }) {
+// for gaps), style}]. fmt formats a value for axes and the legend. clip:
+// see scaleMax.
+export function lineChart({ id, title, times, lines, fmt, clip = false }) {
   const W = 320, H = 150, L = 44, R = 8, T = 8, B = 22;
   const fig = document.createElement('figure');
   fig.className = 'chart';
@@ -36,12 +52,11 @@ export function lineChart({ id, title, times, lines, fmt }) {
   cap.textContent = title;
   fig.append(cap);
 
-  let max = 0;
-  for (const l of lines) for (const v of l.values) if (v != null && v > max) max = v;
-  max = niceMax(max);
+  const scale = scaleMax(lines.flatMap((l) => l.values), clip);
+  const max = scale.max;
   const n = times.length;
   const x = (i) => L + (n <= 1 ? 0 : (i * (W - L - R)) / (n - 1));
-  const y = (v) => T + (H - T - B) * (1 - v / max);
+  const y = (v) => T + (H - T - B) * (1 - Math.min(v, max) / max);
 
   const latest = lines.map((l) => {
     for (let i = l.values.length - 1; i >= 0; i--) if (l.values[i] != null) return l.values[i];
@@ -86,8 +101,23 @@ export function lineChart({ id, title, times, lines, fmt }) {
       else pts.push([x(i).toFixed(1), y(v).toFixed(1)]);
     });
     flush();
+    // Off-scale points: a triangle at the top, its value in a tooltip.
+    l.values.forEach((v, i) => {
+      if (v == null || v <= max) return;
+      const cx = x(i), tri = svg('polygon', { points: `${(cx - 4).toFixed(1)},${T + 6} ${(cx + 4).toFixed(1)},${T + 6} ${cx.toFixed(1)},${T - 1}`, class: 'clipped' });
+      const tip = svg('title');
+      tip.textContent = `${l.label}: ${fmt(v)} (off the scale)`;
+      tri.append(tip);
+      s.append(tri);
+    });
   });
   fig.append(s);
+  if (scale.clipped) {
+    const note = document.createElement('p');
+    note.className = 'clip-note';
+    note.textContent = `▲ off the scale: points above ${fmt(max)} (highest ${fmt(scale.highest)}) are drawn at the top.`;
+    fig.append(note);
+  }
 
   const legend = document.createElement('ul');
   legend.className = 'legend';
