@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ const (
 	DefaultPollFrequency  = 5 * time.Second
 	DefaultHealthTimeout  = 10 * time.Second
 	DefaultMetricsDelay   = 3 * time.Minute
+	DefaultSwapTimeout    = 30 * time.Minute
 	DefaultVersionSetting = "MODEL_VERSION"
 	DefaultMaxRetries     = 5
 	minPollFrequency      = time.Second
@@ -92,6 +94,10 @@ type Config struct {
 	// HealthTimeout bounds one health probe of a slot's host name
 	// (default 10s). How long Deploy waits overall is Deployment.Warmup.Timeout.
 	HealthTimeout time.Duration
+	// SwapTimeout bounds how long Swap waits for a swap that Azure has
+	// in flight when the answer to its request was lost (default 30m:
+	// swaps of slow-loading models take 20 minutes and more).
+	SwapTimeout time.Duration
 	// MetricsDelay is how long Azure Monitor takes to report a minute
 	// (default 3m): younger minutes make a Series incomplete.
 	MetricsDelay time.Duration
@@ -157,7 +163,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"poll frequency", c.PollFrequency}, {"health timeout", c.HealthTimeout}, {"metrics delay", c.MetricsDelay}} {
+	}{{"poll frequency", c.PollFrequency}, {"health timeout", c.HealthTimeout}, {"metrics delay", c.MetricsDelay}, {"swap timeout", c.SwapTimeout}} {
 		if d.v < 0 {
 			return modelslot.Errorf(modelslot.EINVALID, "azure: the %s is negative (%v)", d.name, d.v)
 		}
@@ -191,6 +197,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetricsDelay == 0 {
 		c.MetricsDelay = DefaultMetricsDelay
+	}
+	if c.SwapTimeout == 0 {
+		c.SwapTimeout = DefaultSwapTimeout
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.HealthTimeout}
@@ -229,7 +238,11 @@ func (c Config) cloudConfig() cloud.Configuration {
 
 // armOptions returns a copy of base (may be nil) with the configured cloud
 // and the retry policy: 429 and transient 5xx are retried with exponential
-// backoff (azcore honours Retry-After).
+// backoff (azcore honours Retry-After). Actions (POST slotsswap,
+// applySlotConfig, ...) are retried after a 429 only, which Azure sends
+// before it does anything: after a 5xx, a timeout or a broken connection
+// the action may have run, and the caller must look before asking again
+// (see settleSwap).
 func (c Config) armOptions(base *arm.ClientOptions) *arm.ClientOptions {
 	var o arm.ClientOptions
 	if base != nil {
@@ -247,7 +260,29 @@ func (c Config) armOptions(base *arm.ClientOptions) *arm.ClientOptions {
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
 		}
 	}
+	actions := o.Retry
+	actions.StatusCodes = []int{http.StatusTooManyRequests}
+	actions.ShouldRetry = func(resp *http.Response, _ error) bool {
+		return resp != nil && resp.StatusCode == http.StatusTooManyRequests
+	}
+	o.PerCallPolicies = append(slices.Clone(o.PerCallPolicies), actionRetry{opts: actions})
 	return &o
+}
+
+// actionRetry gives non-idempotent requests their own retry options.
+type actionRetry struct{ opts policy.RetryOptions }
+
+func (p actionRetry) Do(req *policy.Request) (*http.Response, error) {
+	if isAction(req.Raw()) {
+		req = req.WithContext(policy.WithRetryOptions(req.Raw().Context(), p.opts))
+	}
+	return req.Next()
+}
+
+// isAction reports whether a request changes something and is not safe to
+// repeat: a POST other than ARM's read actions (".../list").
+func isAction(r *http.Request) bool {
+	return r.Method == http.MethodPost && !strings.HasSuffix(strings.ToLower(r.URL.Path), "/list")
 }
 
 // credentialPlan is what newCredential builds, so that the mapping from

@@ -83,7 +83,11 @@ type Fault struct {
 	Body       string // e.g. {"Code":"Conflict","Message":"..."}
 	// Times is how many requests fail; 0 means every one.
 	Times int
-	hits  int
+	// Applied lets the request reach the fake app and take effect before
+	// its answer is replaced by Status and Body: an answer lost on the way
+	// back (Azure swapped, the client saw a 500).
+	Applied bool
+	hits    int
 }
 
 type slot struct {
@@ -118,7 +122,13 @@ type FakeSite struct {
 	requests    []Request
 	faults      []*Fault
 	swaps       int
+	// holding: swaps are started but not finished until ReleaseSwaps.
+	holding bool
+	held    []heldSwap
 }
+
+// heldSwap is a swap in flight (see HoldSwaps).
+type heldSwap struct{ rg, name, source, target string }
 
 // NewFakeSite starts a fake app; the loopback server that plays the slots'
 // host names is closed at the end of the test.
@@ -357,6 +367,38 @@ func (s *FakeSite) Swaps() int {
 	return s.swaps
 }
 
+// HoldSwaps makes the swaps asked for from now on stay in flight until
+// ReleaseSwaps: Azure has started them (both slots show targetSwapSlot, as
+// in phase 1 of every swap) but not finished them.
+func (s *FakeSite) HoldSwaps() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = true
+}
+
+// InFlight counts the swaps held by HoldSwaps.
+func (s *FakeSite) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
+// ReleaseSwaps finishes the swaps in flight and stops holding new ones.
+func (s *FakeSite) ReleaseSwaps() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = false
+	for _, h := range s.held {
+		for _, n := range []string{h.source, h.target} {
+			if sl := s.slot(h.rg, h.name, n); sl != nil {
+				sl.target = ""
+			}
+		}
+		s.swap(h.rg, h.name, h.source, h.target)
+	}
+	s.held = nil
+}
+
 // SetMetrics sets a slot's metric minutes (replacing earlier ones).
 func (s *FakeSite) SetMetrics(slotName string, points ...MetricPoint) {
 	s.mu.Lock()
@@ -447,25 +489,33 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, rec)
-	resp := s.refuse(req)
+	resp, applied := s.refuse(req)
 	s.mu.Unlock()
-	if resp != nil {
+	if resp != nil && !applied {
 		return resp, nil
 	}
+	next := t.web.Do
 	if strings.Contains(strings.ToLower(req.URL.Path), "/providers/microsoft.insights/metrics") {
-		return t.mon.Do(req)
+		next = t.mon.Do
 	}
-	return t.web.Do(req)
+	if applied {
+		if r, err := next(req); err == nil {
+			r.Body.Close()
+		}
+		return resp, nil
+	}
+	return next(req)
 }
 
 // refuse returns Azure's answer to a request that fails before it reaches
 // the resource: a configured fault, a slot limit, a pending swap preview.
+// applied says the request is to take effect all the same (Fault.Applied).
 // The caller holds s.mu.
-func (s *FakeSite) refuse(req *http.Request) *http.Response {
+func (s *FakeSite) refuse(req *http.Request) (resp *http.Response, applied bool) {
 	for _, f := range s.faults {
 		if (f.Method == "" || f.Method == req.Method) && strings.HasSuffix(req.URL.Path, f.PathSuffix) && (f.Times == 0 || f.hits < f.Times) {
 			f.hits++
-			return response(req, f.Status, f.Body)
+			return response(req, f.Status, f.Body), f.Applied
 		}
 	}
 	path := req.URL.Path
@@ -475,7 +525,7 @@ func (s *FakeSite) refuse(req *http.Request) *http.Response {
 	}
 	if req.Method == http.MethodPut && slotName != "" && !strings.Contains(path, "/slots/"+slotName+"/") {
 		if _, exists := s.slots[slotName]; !exists && len(s.slots)-1 >= slotLimit(s.SKU) {
-			return response(req, http.StatusConflict, fmt.Sprintf(`{"Code":"Conflict","Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU.","Target":null,"Details":[{"Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU."}]}`, s.SKU, s.SKU))
+			return response(req, http.StatusConflict, fmt.Sprintf(`{"Code":"Conflict","Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU.","Target":null,"Details":[{"Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU."}]}`, s.SKU, s.SKU)), false
 		}
 	}
 	// Configuration writes to a slot in a pending preview are refused.
@@ -486,10 +536,10 @@ func (s *FakeSite) refuse(req *http.Request) *http.Response {
 			name = slotName
 		}
 		if sl := s.slots[name]; sl != nil && sl.target != "" {
-			return response(req, http.StatusConflict, `{"Code":"Conflict","Message":"Cannot modify this site because its configuration settings have been prepared for swap. Complete or cancel the swap first.","Target":null}`)
+			return response(req, http.StatusConflict, `{"Code":"Conflict","Message":"Cannot modify this site because its configuration settings have been prepared for swap. Complete or cancel the swap first.","Target":null}`), false
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func slotLimit(sku string) int {
@@ -805,6 +855,9 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 		BeginSwapSlot: func(_ context.Context, rg, name, slotName string, ent armappservice.CsmSlotEntity, _ *armappservice.WebAppsClientBeginSwapSlotOptions) (r azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], e azfake.ErrorResponder) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			if s.holding {
+				return s.hold(rg, name, slotName, deref(ent.TargetSlot), &r, &e)
+			}
 			status, code := s.swap(rg, name, slotName, deref(ent.TargetSlot))
 			if code != "" {
 				if status == http.StatusNotFound {
@@ -874,6 +927,26 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// hold starts a swap that ReleaseSwaps finishes. The caller holds s.mu.
+func (s *FakeSite) hold(rg, name, source, target string, r *azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], e *azfake.ErrorResponder) (azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], azfake.ErrorResponder) {
+	if target == "" {
+		target = Production
+	}
+	src, dst := s.slot(rg, name, source), s.slot(rg, name, target)
+	if src == nil || dst == nil || src == dst {
+		e.SetResponseError(http.StatusNotFound, "ResourceNotFound")
+		return *r, *e
+	}
+	src.target, dst.target = dst.name, src.name
+	s.held = append(s.held, heldSwap{rg: rg, name: name, source: source, target: target})
+	// The operation never reports done: only the slots tell.
+	for range 1000 {
+		r.AddNonTerminalResponse(http.StatusAccepted, nil)
+	}
+	r.SetTerminalError(http.StatusInternalServerError, "InternalServerError")
+	return *r, *e
 }
 
 // The caller holds s.mu.
