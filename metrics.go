@@ -89,6 +89,10 @@ type MetricQuery struct {
 	Slot string
 	From time.Time
 	To   time.Time
+	// Settle is how old data must be before it is final, for sources that
+	// report late and revise what they reported (Azure Monitor); 0: the
+	// source's own default.
+	Settle time.Duration
 }
 
 // MetricSource yields the measurements the rollout gates judge.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -119,6 +120,7 @@ type FakeSite struct {
 	handlers    map[string]http.Handler // by image
 	metrics     map[string][]MetricPoint
 	metricsFunc func(slot, image string, minute time.Time) (MetricPoint, bool)
+	metricsLag  time.Duration
 	requests    []Request
 	faults      []*Fault
 	swaps       int
@@ -413,6 +415,17 @@ func (s *FakeSite) SetMetricsFunc(f func(slot, image string, minute time.Time) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.metricsFunc = f
+}
+
+// SetMetricsLag makes the fake report metrics as Azure Monitor does: a
+// minute is not reported before it is over, and until it ended lag ago
+// its counts are partial (Requests scaled by its age over lag, rounded
+// down) and its Http5xx and Http4xx are not in yet: errors arrive last.
+// 0 (the default) reports every minute whole at once.
+func (s *FakeSite) SetMetricsLag(lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.metricsLag = lag
 }
 
 // Fail adds a wire-level fault.
@@ -1141,6 +1154,16 @@ func (s *FakeSite) monitorServer() *monfake.MetricsServer {
 				}
 				if !ok {
 					continue // no data yet for this minute
+				}
+				if lag := s.metricsLag; lag > 0 {
+					age := s.now().Sub(t.Add(time.Minute))
+					if age < 0 {
+						continue // not over yet
+					}
+					if age < lag {
+						p.Requests = math.Floor(p.Requests * float64(age) / float64(lag))
+						p.Http5xx, p.Http4xx = 0, 0
+					}
 				}
 				ts := to.Ptr(t)
 				series["Requests"] = append(series["Requests"], &armmonitor.MetricValue{TimeStamp: ts, Total: to.Ptr(p.Requests)})

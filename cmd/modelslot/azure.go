@@ -56,13 +56,14 @@ type azureFile struct {
 	Cloud             string `yaml:"azure-cloud"`
 	ARMEndpoint       string `yaml:"azure-arm-endpoint"`
 	Authority         string `yaml:"azure-authority"`
+	MetricsDelay      string `yaml:"azure-metrics-delay"`
 }
 
 // azureFlagNames are the flags of azureFile, in its field order.
-var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority"}
+var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-metrics-delay"}
 
 func (a *azureFile) fields() []*string {
-	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority}
+	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.MetricsDelay}
 }
 
 func (a *azureFlags) register(fl *pflag.FlagSet) {
@@ -76,6 +77,7 @@ func (a *azureFlags) register(fl *pflag.FlagSet) {
 		"Azure cloud: public, china, usgov or custom (default public)",
 		"Resource Manager endpoint of --azure-cloud custom (https URL)",
 		"Entra ID authority host of --azure-cloud custom (https URL)",
+		"how long after its end a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
 	}
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
@@ -143,6 +145,12 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 		return nil, azure.Config{}, modelslot.Errorf(modelslot.EINVALID, "--azure-app is required with --platform azure: the name of the App Service app (the site, not the plan), e.g. `pulumi stack output appName` in deploy/azure")
 	}
 	f.app = app
+	var delay time.Duration
+	if file.MetricsDelay != "" {
+		if delay, err = time.ParseDuration(file.MetricsDelay); err != nil || delay < 0 {
+			return nil, azure.Config{}, modelslot.Errorf(modelslot.EINVALID, "--azure-metrics-delay %q is not a duration: write it like 3m or 90s", file.MetricsDelay)
+		}
+	}
 	cfg := azure.Config{
 		SubscriptionID:          file.Subscription,
 		ResourceGroup:           file.ResourceGroup,
@@ -152,6 +160,7 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 		Cloud:                   file.Cloud,
 		CustomEndpoint:          file.ARMEndpoint,
 		CustomAuthority:         file.Authority,
+		MetricsDelay:            delay,
 	}
 	if azureConfigHook != nil {
 		azureConfigHook(&cfg)

@@ -32,7 +32,9 @@ func useSite(t *testing.T, site *azuretest.FakeSite) {
 		c.HTTPClient, c.HostURL = fc.HTTPClient, fc.HostURL
 		c.Now = fc.Now
 		c.PollFrequency, c.HealthTimeout = fc.PollFrequency, fc.HealthTimeout
-		c.MetricsDelay = time.Millisecond
+		if c.MetricsDelay == 0 {
+			c.MetricsDelay = time.Millisecond
+		}
 	}
 	t.Cleanup(func() { azureConfigHook = prev })
 }
@@ -279,9 +281,11 @@ func TestAzureConfigFile(t *testing.T) {
 
 // rolloutClock runs 60 times faster than the wall clock: a one-minute
 // Azure Monitor grain passes in a second.
-func rolloutClock(site *azuretest.FakeSite) func() time.Time {
+func rolloutClock(site *azuretest.FakeSite) func() time.Time { return fastClock(site, 60) }
+
+func fastClock(site *azuretest.FakeSite, speed time.Duration) func() time.Time {
 	start := time.Now()
-	now := func() time.Time { return start.Add(time.Since(start) * 60) }
+	now := func() time.Time { return start.Add(time.Since(start) * speed) }
 	site.SetNow(now)
 	return now
 }
@@ -471,6 +475,52 @@ func TestAzureRolloutAbort(t *testing.T) {
 	}
 	if p := site.Image("production"); p != "llm:v1" {
 		t.Errorf("production after abort = %q", p)
+	}
+}
+
+// TestAzureRolloutLateErrorsRollBack: Azure Monitor reports a young
+// minute with part of its requests and none of its errors yet. The watch
+// judges settled minutes only (the plan's azure.metricsDelay), so the bad
+// version's 5xx, which arrive late, still roll it back; no verdict stands
+// on a minute younger than the delay.
+func TestAzureRolloutLateErrorsRollBack(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	feedMetrics(site, fastClock(site, 240), "llm:bad")
+	site.SetMetricsLag(3 * time.Minute)
+	mustRun(t, az(site, "deploy staging --image llm:bad --version v3")...)
+	state := filepath.Join(t.TempDir(), "state.db")
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(plan, []byte(strings.Replace(testPlan, "steps:", "azure: {metricsDelay: 3m}\nsteps:", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, az(site, "rollout start staging --plan "+plan+" --state "+state)...)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 3 {
+		t.Fatalf("rollout of a version whose errors arrive late: err %v, want exit status 3 (rolled back)\n%s", err, out)
+	}
+	wantLines(t, out, `    verdict at step 4 \(watch, 0%\): fail -> rollback: .* \[judged \d+ buckets?, \d\d:\d\d( to \d\d:\d\d)? UTC\]`)
+	if p := site.Image("production"); p != "llm:v1" {
+		t.Errorf("production runs %q after the rollback", p)
+	}
+	var ro rollout.Rollout
+	if err := json.Unmarshal([]byte(mustRun(t, az(site, "rollout status -o json --state "+state)...)), &ro); err != nil {
+		t.Fatal(err)
+	}
+	if len(ro.Verdicts) == 0 {
+		t.Fatal("no verdicts")
+	}
+	for _, v := range ro.Verdicts {
+		if len(v.Judged) == 0 {
+			t.Errorf("verdict at step %d names no minutes", v.Step+1)
+		}
+		for _, m := range v.Judged {
+			if m.Before(v.From) {
+				t.Errorf("verdict at step %d judged minute %s, which began before the phase (%s)", v.Step+1, m.Format(time.TimeOnly), v.From.Format(time.TimeOnly))
+			}
+			if settled := m.Add(time.Minute + 3*time.Minute); settled.After(v.Time) {
+				t.Errorf("verdict at step %d (%s) judged minute %s before it settled (%s)", v.Step+1, v.Time.Format(time.TimeOnly), m.Format(time.TimeOnly), settled.Format(time.TimeOnly))
+			}
+		}
 	}
 }
 
