@@ -90,7 +90,7 @@ func (d *Driver) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 		dep.Settings = map[string]string{}
 	}
 	dep.Settings[ImageSetting] = image
-	dep.Revision = dep.ComputeRevision()
+	dep.Revision = contentRevision(dep)
 	dep.DeployedAt = d.cfg.Now().UTC()
 
 	settings := d.mergeSettings(st.settings, dep, req.StickySettings)

@@ -272,9 +272,18 @@ func (d *Driver) deployment(st *siteState, sticky map[string]bool) *modelslot.De
 	dep.Warmup.Statuses = parseStatuses(st.settings[SettingWarmupStatuses])
 	dep.Revision = st.settings[SettingRevision]
 	if dep.Revision == "" {
-		dep.Revision = dep.ComputeRevision()
+		dep.Revision = contentRevision(*dep)
 	}
 	return dep
+}
+
+// contentRevision derives a revision from what runs (image, settings,
+// version, warm-up), not from where: on Azure a deployment's URL is its
+// slot's host name, and a swap moves the content to another slot without
+// changing it, so the URL must not rename it.
+func contentRevision(dep modelslot.Deployment) string {
+	dep.URL = ""
+	return dep.ComputeRevision()
 }
 
 // imageOf returns the image of a linuxFxVersion "DOCKER|image:tag".

@@ -155,3 +155,39 @@ func TestPreviewAnswerLost(t *testing.T) {
 		t.Errorf("applySlotConfig sent %d times, want 1", n)
 	}
 }
+
+// TestRevisionsFollowContent: a revision names the content, not the slot:
+// a swap moves revisions between slots without renaming them, also for
+// content that modelslot did not deploy, and the same content deployed to
+// two slots has one revision.
+func TestRevisionsFollowContent(t *testing.T) {
+	site := azuretest.NewFakeSite(t, azuretest.Options{Image: "llm:v1", Settings: map[string]string{"MODEL_VERSION": "v1"}, Slots: []string{"staging", "canary"}})
+	d, _ := newDriver(t, site)
+	deploy(t, d, site, "staging", "llm:v2", "v2")
+	revs := func() (prod, staging string) {
+		t.Helper()
+		a, err := d.App(ctx(t), site.App)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Slot(modelslot.Production).Deployment.Revision, a.Slot("staging").Deployment.Revision
+	}
+	p1, s1 := revs()
+	if _, err := d.Swap(ctx(t), site.App, modelslot.SwapRequest{Source: "staging"}); err != nil {
+		t.Fatal(err)
+	}
+	p2, s2 := revs()
+	if p2 != s1 || s2 != p1 {
+		t.Errorf("after the swap production has %s and staging %s, want %s and %s (moved, not renamed)", p2, s2, s1, p1)
+	}
+	if _, err := d.Swap(ctx(t), site.App, modelslot.SwapRequest{Source: "staging"}); err != nil {
+		t.Fatal(err)
+	}
+	if p3, s3 := revs(); p3 != p1 || s3 != s1 {
+		t.Errorf("after swapping back production has %s and staging %s, want %s and %s", p3, s3, p1, s1)
+	}
+	c := deploy(t, d, site, "canary", "llm:v2", "v2")
+	if c.Deployment.Revision != s1 {
+		t.Errorf("the same content in canary is revision %s, in staging %s", c.Deployment.Revision, s1)
+	}
+}
