@@ -122,18 +122,18 @@ type FakeSite struct {
 	server    *httptest.Server
 	transport *transport
 
-	mu          sync.Mutex
-	now         func() time.Time
-	slots       map[string]*slot
-	rules       []*armappservice.RampUpRule
-	stickyNames armappservice.SlotConfigNames
-	handlers    map[string]http.Handler // by image
-	metrics     map[string][]MetricPoint
-	metricsFunc func(slot, image string, minute time.Time) (MetricPoint, bool)
-	metricsLag  time.Duration
-	requests    []Request
-	faults      []*Fault
-	swaps       int
+	mu           sync.Mutex
+	now          func() time.Time
+	slots        map[string]*slot
+	rules        []*armappservice.RampUpRule
+	stickyNames  armappservice.SlotConfigNames
+	handlers     map[string]http.Handler // by image
+	metrics      map[string][]MetricPoint
+	metricsFunc  func(slot, image string, minute time.Time) (MetricPoint, bool)
+	metricsLag   time.Duration
+	requests     []Request
+	faults       []*Fault
+	swaps        int
 	restartAfter int  // SlowRestart
 	echoRevision bool // EchoRevision
 	// holding: swaps are started but not finished until ReleaseSwaps.
