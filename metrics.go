@@ -88,10 +88,10 @@ type Series struct {
 	// still arriving (Azure Monitor reports with a delay); a judge must not
 	// treat the missing part as "no errors".
 	Complete bool `json:"complete"`
-	// Through, when Complete is false and it is set, is the time up to
-	// which the samples are complete (replicas' samples reach the shared
-	// store a moment after their requests end).
-	Through time.Time `json:"through,omitzero"`
+	// Settled, when set on an incomplete Series, is how far its data is
+	// final: a source of raw samples that reports late (Application
+	// Insights) has none after it yet. A caller asks again from there.
+	Settled time.Time `json:"settled,omitzero"`
 }
 
 // MetricQuery selects one slot of one app over [From, To).
@@ -100,6 +100,10 @@ type MetricQuery struct {
 	Slot string
 	From time.Time
 	To   time.Time
+	// Settle is how old data must be before it is final, for sources that
+	// report late and revise what they reported (Azure Monitor); 0: the
+	// source's own default.
+	Settle time.Duration
 }
 
 // MetricSource yields the measurements the rollout gates judge.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +39,10 @@ const (
 	DefaultPollFrequency  = 5 * time.Second
 	DefaultHealthTimeout  = 10 * time.Second
 	DefaultMetricsDelay   = 3 * time.Minute
+	DefaultSwapTimeout    = 30 * time.Minute
 	DefaultVersionSetting = "MODEL_VERSION"
 	DefaultMaxRetries     = 5
+	DefaultRevisionHeader = "X-Modelslot-Revision"
 	minPollFrequency      = time.Second
 )
 
@@ -89,9 +92,24 @@ type Config struct {
 	// PollFrequency is how often long-running operations (swap, create
 	// slot) and deploy health checks are polled; default 5s.
 	PollFrequency time.Duration
+	// RevisionHeader is the response header through which a slot's health
+	// path can show the revision it runs (default X-Modelslot-Revision):
+	// the container gets it as the app setting MODELSLOT_REVISION. Deploy
+	// waits for an answer that shows the new revision; an answer that shows
+	// another one is the old content, still running.
+	RevisionHeader string
+	// RequireRevision makes Deploy wait for an answer that shows the new
+	// revision: a healthy answer without RevisionHeader does not count.
+	// Without it such an answer ends the deploy (with a warning): the
+	// driver cannot tell the new content from the old.
+	RequireRevision bool
 	// HealthTimeout bounds one health probe of a slot's host name
 	// (default 10s). How long Deploy waits overall is Deployment.Warmup.Timeout.
 	HealthTimeout time.Duration
+	// SwapTimeout bounds how long Swap waits for a swap that Azure has
+	// in flight when the answer to its request was lost (default 30m:
+	// swaps of slow-loading models take 20 minutes and more).
+	SwapTimeout time.Duration
 	// MetricsDelay is how long Azure Monitor takes to report a minute
 	// (default 3m): younger minutes make a Series incomplete.
 	MetricsDelay time.Duration
@@ -104,6 +122,9 @@ type Config struct {
 	// driver's defaults; Cloud defaults to the configured cloud.
 	ClientOptions        *arm.ClientOptions
 	MetricsClientOptions *arm.ClientOptions
+	// LogsClientOptions are passed to the Logs query client of
+	// RequestSource (tests inject a fake transport).
+	LogsClientOptions *policy.ClientOptions
 	// HTTPClient probes the slots' health paths; default: a client with
 	// HealthTimeout.
 	HTTPClient *http.Client
@@ -136,14 +157,18 @@ func (c Config) Validate() error {
 	}
 	switch c.Cloud {
 	case "", CloudPublic, CloudChina, CloudUSGov:
-		if c.CustomEndpoint != "" || c.CustomAuthority != "" {
-			return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-arm-endpoint and --azure-authority apply only to --azure-cloud=custom")
+		if c.CustomEndpoint != "" || c.CustomAuthority != "" || c.CustomAudience != "" {
+			return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-arm-endpoint, --azure-authority and --azure-audience apply only to --azure-cloud=custom")
 		}
 	case CloudCustom:
 		for _, f := range []struct{ flag, v string }{
 			{"--azure-arm-endpoint", c.CustomEndpoint},
 			{"--azure-authority", c.CustomAuthority},
+			{"--azure-audience", c.CustomAudience},
 		} {
+			if f.v == "" && f.flag == "--azure-audience" {
+				continue // optional: defaults to the endpoint
+			}
 			if f.v == "" {
 				return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-cloud=custom needs %s (an https URL)", f.flag)
 			}
@@ -157,7 +182,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"poll frequency", c.PollFrequency}, {"health timeout", c.HealthTimeout}, {"metrics delay", c.MetricsDelay}} {
+	}{{"poll frequency", c.PollFrequency}, {"health timeout", c.HealthTimeout}, {"metrics delay", c.MetricsDelay}, {"swap timeout", c.SwapTimeout}} {
 		if d.v < 0 {
 			return modelslot.Errorf(modelslot.EINVALID, "azure: the %s is negative (%v)", d.name, d.v)
 		}
@@ -183,6 +208,9 @@ func (c Config) withDefaults() Config {
 	if c.VersionSetting == "" {
 		c.VersionSetting = DefaultVersionSetting
 	}
+	if c.RevisionHeader == "" {
+		c.RevisionHeader = DefaultRevisionHeader
+	}
 	if c.PollFrequency == 0 {
 		c.PollFrequency = DefaultPollFrequency
 	}
@@ -191,6 +219,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetricsDelay == 0 {
 		c.MetricsDelay = DefaultMetricsDelay
+	}
+	if c.SwapTimeout == 0 {
+		c.SwapTimeout = DefaultSwapTimeout
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.HealthTimeout}
@@ -229,7 +260,11 @@ func (c Config) cloudConfig() cloud.Configuration {
 
 // armOptions returns a copy of base (may be nil) with the configured cloud
 // and the retry policy: 429 and transient 5xx are retried with exponential
-// backoff (azcore honours Retry-After).
+// backoff (azcore honours Retry-After). Actions (POST slotsswap,
+// applySlotConfig, ...) are retried after a 429 only, which Azure sends
+// before it does anything: after a 5xx, a timeout or a broken connection
+// the action may have run, and the caller must look before asking again
+// (see settleSwap).
 func (c Config) armOptions(base *arm.ClientOptions) *arm.ClientOptions {
 	var o arm.ClientOptions
 	if base != nil {
@@ -247,7 +282,29 @@ func (c Config) armOptions(base *arm.ClientOptions) *arm.ClientOptions {
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
 		}
 	}
+	actions := o.Retry
+	actions.StatusCodes = []int{http.StatusTooManyRequests}
+	actions.ShouldRetry = func(resp *http.Response, _ error) bool {
+		return resp != nil && resp.StatusCode == http.StatusTooManyRequests
+	}
+	o.PerCallPolicies = append(slices.Clone(o.PerCallPolicies), actionRetry{opts: actions})
 	return &o
+}
+
+// actionRetry gives non-idempotent requests their own retry options.
+type actionRetry struct{ opts policy.RetryOptions }
+
+func (p actionRetry) Do(req *policy.Request) (*http.Response, error) {
+	if isAction(req.Raw()) {
+		req = req.WithContext(policy.WithRetryOptions(req.Raw().Context(), p.opts))
+	}
+	return req.Next()
+}
+
+// isAction reports whether a request changes something and is not safe to
+// repeat: a POST other than ARM's read actions (".../list").
+func isAction(r *http.Request) bool {
+	return r.Method == http.MethodPost && !strings.HasSuffix(strings.ToLower(r.URL.Path), "/list")
 }
 
 // credentialPlan is what newCredential builds, so that the mapping from

@@ -27,10 +27,14 @@ const (
 // MetricSource reads a slot's request metrics from Azure Monitor. Azure
 // has no per-request data, so a Series holds one-minute Buckets.
 //
-// Azure Monitor reports a minute a few minutes late (Config.MetricsDelay,
-// default 3m). A Series whose last minute is younger than that, or that
-// lacks a minute, has Complete=false: a gate must wait for more data
-// rather than judge a window that only looks quiet.
+// Azure Monitor reports a minute late and its counts grow for a while
+// after the first report (Config.MetricsDelay, default 3m: a minute is
+// settled once it ended that long ago). Series returns whole, settled
+// minutes only, without a gap from the query's start: a minute that is
+// still young, or that Azure has not reported, ends the Series there, and
+// Complete is false until the minutes reach the query's end. The caller
+// asks again from the end of the last bucket, so young minutes are read
+// again until they settle and no minute is judged before then.
 type MetricSource struct {
 	cfg    Config
 	logger *slog.Logger
@@ -51,6 +55,22 @@ func NewMetricSource(cfg Config, logger *slog.Logger) (*MetricSource, error) {
 	}
 	cfg = cfg.withDefaults()
 	return newMetricSource(cfg, logger.With("component", "azure-metrics", "app", cfg.App), &credentials{cfg: cfg}), nil
+}
+
+// Unmeasurable says which analysis metrics Azure Monitor's platform
+// metrics cannot give (rollout.MetricCapabilities): it has per-minute
+// counts and a per-minute mean of the whole response time, nothing per
+// request and nothing about tokens.
+func (m *MetricSource) Unmeasurable() map[string]string {
+	const perMinute = "Azure Monitor reports per-minute means of HttpResponseTime, not each request's latency (use --azure-app-insights for request-level latency)"
+	return map[string]string{
+		"ttft":           "App Service reports the time to the last byte (HttpResponseTime), not to the first token",
+		"tokens_per_sec": "Azure Monitor counts requests, not tokens",
+		"output_tokens":  "Azure Monitor counts requests, not tokens",
+		"tail_latency":   perMinute,
+		"slo:latency":    perMinute,
+		"slo:ttft":       "App Service reports no time to the first token",
+	}
 }
 
 func newMetricSource(cfg Config, logger *slog.Logger, creds *credentials) *MetricSource {
@@ -85,17 +105,30 @@ func (m *MetricSource) ResourceID(slot string) string {
 	return id
 }
 
-// Series returns one bucket per minute of [q.From, q.To) (From rounded down
-// to the minute): Requests, Errors (Http5xx + Http4xx) and MeanLatency
-// (HttpResponseTime's average).
+// Series returns one bucket per whole, settled minute of [q.From, q.To):
+// minutes start at or after q.From (a minute that began before it belongs
+// to whoever had the slot then) and end by q.To. Requests, Errors (Http5xx
+// + Http4xx) and MeanLatency (HttpResponseTime's average). See MetricSource
+// for when a minute is settled.
 func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Series, error) {
 	if q.App != m.cfg.App {
 		return modelslot.Series{}, modelslot.Errorf(modelslot.ENOTFOUND, "metrics: app %q is not managed by this Azure metric source: it reads App Service app %q (--app)", q.App, m.cfg.App)
 	}
-	from := q.From.UTC().Truncate(metricGrain)
-	until := q.To.UTC()
-	if !until.After(from) {
+	if !q.To.After(q.From) {
 		return modelslot.Series{}, modelslot.Errorf(modelslot.EINVALID, "metrics: the window %s..%s is empty", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339))
+	}
+	delay := m.cfg.MetricsDelay
+	if q.Settle > 0 {
+		delay = q.Settle
+	}
+	from := ceilMinute(q.From.UTC())
+	until := q.To.UTC().Truncate(metricGrain)
+	if settled := m.cfg.Now().UTC().Add(-delay).Truncate(metricGrain); settled.Before(until) {
+		until = settled
+	}
+	series := modelslot.Series{Slot: q.Slot, Buckets: []modelslot.Bucket{}}
+	if !until.After(from) {
+		return series, nil // no whole minute has settled yet
 	}
 	client, err := m.metrics()
 	if err != nil {
@@ -161,14 +194,11 @@ func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (mod
 		}
 	}
 
-	series := modelslot.Series{Slot: q.Slot, Buckets: []modelslot.Bucket{}, Complete: true}
-	last := from
+	end := from
 	for t := from; t.Before(until); t = t.Add(metricGrain) {
-		last = t
 		p := points[t]
 		if p == nil || p.requests == nil {
-			series.Complete = false // a missing minute is unknown, not quiet
-			continue
+			break // not reported: unknown, not quiet; the next call asks again
 		}
 		b := modelslot.Bucket{Start: t, Grain: metricGrain, Requests: int64(*p.requests + 0.5)}
 		// Errors are failed requests as the gateway counts them
@@ -185,9 +215,16 @@ func (m *MetricSource) Series(ctx context.Context, q modelslot.MetricQuery) (mod
 			b.MeanLatency = time.Duration(*p.latency * float64(time.Second))
 		}
 		series.Buckets = append(series.Buckets, b)
+		end = t.Add(metricGrain)
 	}
-	if m.cfg.Now().Before(last.Add(metricGrain).Add(m.cfg.MetricsDelay)) {
-		series.Complete = false
-	}
+	series.Complete = end.Equal(q.To)
 	return series, nil
+}
+
+// ceilMinute rounds t up to a whole minute.
+func ceilMinute(t time.Time) time.Time {
+	if f := t.Truncate(metricGrain); !f.Equal(t) {
+		return f.Add(metricGrain)
+	}
+	return t
 }

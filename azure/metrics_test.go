@@ -3,6 +3,7 @@ package azure_test
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,8 @@ func TestMetricSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// 11:50..11:55 is older than the 3-minute reporting delay: complete.
+	// 11:50:10..11:55 is older than the 3-minute reporting delay: complete.
+	// The minute 11:50 began before the window: it is not the window's.
 	s, err := ms.Series(ctx(t), modelslot.MetricQuery{App: site.App, Slot: "staging", From: base.Add(10 * time.Second), To: base.Add(5 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
@@ -34,12 +36,12 @@ func TestMetricSeries(t *testing.T) {
 	if !s.Complete {
 		t.Error("Complete = false for a window older than the reporting delay")
 	}
-	if len(s.Buckets) != 5 {
-		t.Fatalf("buckets = %d, want 5", len(s.Buckets))
+	if len(s.Buckets) != 4 || !s.Buckets[0].Start.Equal(base.Add(time.Minute)) {
+		t.Fatalf("buckets = %+v, want 4 from 11:51", s.Buckets)
 	}
-	b := s.Buckets[2]
+	b := s.Buckets[1]
 	if !b.Start.Equal(base.Add(2*time.Minute)) || b.Grain != time.Minute || b.Requests != 100 || b.Errors != 2+3 || b.MeanLatency != 250*time.Millisecond {
-		t.Errorf("bucket 2 = %+v, want 11:52, 100 requests, 5 errors (2 Http5xx + 3 Http4xx), 250ms", b)
+		t.Errorf("bucket 1 = %+v, want 11:52, 100 requests, 5 errors (2 Http5xx + 3 Http4xx), 250ms", b)
 	}
 	req, ok := site.LastRequest(http.MethodGet, "/providers/Microsoft.Insights/metrics")
 	if !ok {
@@ -52,7 +54,7 @@ func TestMetricSeries(t *testing.T) {
 		"metricnames":     "Requests,Http5xx,Http4xx,HttpResponseTime",
 		"interval":        "PT1M",
 		"aggregation":     "Total,Average",
-		"timespan":        "2026-03-01T11:50:00Z/2026-03-01T11:55:00Z",
+		"timespan":        "2026-03-01T11:51:00Z/2026-03-01T11:55:00Z",
 		"metricnamespace": "Microsoft.Web/sites/slots",
 	} {
 		if got := req.Query.Get(k); got != want {
@@ -60,26 +62,28 @@ func TestMetricSeries(t *testing.T) {
 		}
 	}
 
-	// 11:55..12:00: the last minutes are younger than the delay.
+	// 11:55..12:00: only 11:55 and 11:56 are older than the delay; the
+	// minutes after them are not returned although Azure has some data.
 	s, err = ms.Series(ctx(t), modelslot.MetricQuery{App: site.App, Slot: "staging", From: base.Add(5 * time.Minute), To: base.Add(10 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Complete {
-		t.Error("Complete = true although the last minutes have not been reported yet")
+		t.Error("Complete = true although the last minutes have not settled yet")
 	}
-	if len(s.Buckets) != 3 {
-		t.Errorf("buckets = %d, want the 3 reported minutes", len(s.Buckets))
+	if len(s.Buckets) != 2 || !s.Buckets[1].Start.Equal(base.Add(6*time.Minute)) {
+		t.Errorf("buckets = %+v, want the 2 settled minutes 11:55 and 11:56", s.Buckets)
 	}
 
-	// A missing minute in an old window is unknown, not quiet.
+	// A missing minute in an old window is unknown, not quiet: the series
+	// stops before it, and the caller asks again from there.
 	site.SetMetrics("staging", points[0], points[2])
 	s, err = ms.Series(ctx(t), modelslot.MetricQuery{App: site.App, Slot: "staging", From: base, To: base.Add(3 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Complete || len(s.Buckets) != 2 {
-		t.Errorf("Complete = %v with %d buckets, want false with 2", s.Complete, len(s.Buckets))
+	if s.Complete || len(s.Buckets) != 1 {
+		t.Errorf("Complete = %v with %d buckets, want false with 1", s.Complete, len(s.Buckets))
 	}
 
 	// Production is the site itself.
@@ -98,6 +102,60 @@ func TestMetricSeries(t *testing.T) {
 	site.Fail(azuretest.Fault{PathSuffix: "/Microsoft.Insights/metrics", Status: 403})
 	_, err = ms.Series(ctx(t), modelslot.MetricQuery{App: site.App, Slot: "staging", From: base, To: base.Add(time.Minute)})
 	wantCode(t, err, modelslot.EFORBIDDEN, "Microsoft.Insights/metrics/read", "Monitoring Reader")
+}
+
+// TestMetricSeriesSettled: Azure's counts for a young minute are partial
+// and its errors arrive last; such a minute is never returned, and it is
+// returned whole once it has settled.
+func TestMetricSeriesSettled(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	site := azuretest.NewFakeSite(t, azuretest.Options{Slots: []string{"staging"}})
+	site.SetNow(clock)
+	site.SetMetricsLag(3 * time.Minute)
+	site.SetMetricsFunc(func(slot, image string, minute time.Time) (azuretest.MetricPoint, bool) {
+		return azuretest.MetricPoint{Time: minute, Requests: 100, Http5xx: 20, ResponseTime: 0.3}, true
+	})
+	ms, err := azure.NewMetricSource(site.Config(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phase := time.Date(2026, 3, 1, 11, 55, 20, 0, time.UTC)
+	read := func(settle time.Duration) modelslot.Series {
+		t.Helper()
+		s, err := ms.Series(ctx(t), modelslot.MetricQuery{App: site.App, Slot: "staging", From: phase, To: clock(), Settle: settle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	minutes := func(s modelslot.Series) (out []string) {
+		for _, b := range s.Buckets {
+			out = append(out, b.Start.Format("15:04"))
+			if b.Requests != 100 || b.Errors != 20 {
+				t.Errorf("minute %s judged with %d requests and %d errors, want the settled 100 and 20", b.Start.Format("15:04"), b.Requests, b.Errors)
+			}
+		}
+		return out
+	}
+	// At 12:00:30 the minutes up to 11:57 have settled; 11:57..11:59 are
+	// reported partially (without their errors) and must not be returned.
+	s := read(0)
+	if got := strings.Join(minutes(s), ","); got != "11:56" || s.Complete {
+		t.Errorf("minutes = %s (complete %v), want 11:56 only, incomplete", got, s.Complete)
+	}
+	mu.Lock()
+	now = now.Add(3 * time.Minute)
+	mu.Unlock()
+	if got := strings.Join(minutes(read(0)), ","); got != "11:56,11:57,11:58,11:59" {
+		t.Errorf("three minutes later: minutes = %s, want 11:56 to 11:59", got)
+	}
+	// The plan's delay (MetricQuery.Settle) replaces the source's: with 5m
+	// only the minutes that ended 5 minutes ago count.
+	if got := strings.Join(minutes(read(5*time.Minute)), ","); got != "11:56,11:57" {
+		t.Errorf("with a 5m delay: minutes = %s, want 11:56 and 11:57", got)
+	}
 }
 
 // TestRolloutOnFakeAzure runs what a rollout does, through the Platform and

@@ -168,10 +168,10 @@ func (s *DB) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Ser
 		// No replica has shipped yet (they all just started): nothing is
 		// known to be complete. The replica asking ships too, so this
 		// lasts a moment.
-		out.Through = q.From
+		out.Settled = q.From
 	} else {
-		out.Through = time.Unix(0, *through)
-		out.Complete = !out.Through.Before(q.To)
+		out.Settled = time.Unix(0, *through)
+		out.Complete = !out.Settled.Before(q.To)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT time, status, latency, ttft, output_tokens, tokens_counted, revision FROM samples
 		WHERE app = $1 AND slot = $2 AND time >= $3 AND time < $4 ORDER BY time`,

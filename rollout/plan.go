@@ -72,7 +72,9 @@ type Plan struct {
 	// Analysis holds the thresholds every metrics gate starts from and the
 	// gates that judge every bake, watch and ramp level.
 	Analysis Analysis `json:"analysis" yaml:"analysis"`
-	Steps    []Step   `json:"steps" yaml:"steps"`
+	// Azure holds what only a rollout on Azure App Service uses.
+	Azure *AzurePlan `json:"azure,omitempty" yaml:"azure"`
+	Steps []Step     `json:"steps" yaml:"steps"`
 	// GateAlpha is the share of analysis.alpha each gate gets in each
 	// judged phase (computed: see judgedUses).
 	GateAlpha float64 `json:"gateAlpha" yaml:"-"`
@@ -98,6 +100,27 @@ type Analysis struct {
 	// gates. Absent: one metrics gate with the thresholds above. An empty
 	// list turns plan-level analysis off.
 	Gates *[]GateSpec `json:"gates" yaml:"gates"`
+}
+
+// AzurePlan is the plan's `azure:` block.
+type AzurePlan struct {
+	// MetricsDelay is how long after its end a minute of Azure Monitor
+	// data is final; younger minutes are read again at the next look
+	// instead of being judged. 0: the driver's (--azure-metrics-delay,
+	// default 3m).
+	MetricsDelay modelslot.Duration `json:"metricsDelay,omitempty" yaml:"metricsDelay"`
+}
+
+// MaxMetricsDelay bounds azure.metricsDelay: Azure Monitor's documented
+// latency is minutes, not hours.
+const MaxMetricsDelay = time.Hour
+
+// metricsDelay is the plan's settle delay (0: the source's).
+func (p *Plan) metricsDelay() time.Duration {
+	if p == nil || p.Azure == nil {
+		return 0
+	}
+	return p.Azure.MetricsDelay.D()
 }
 
 // SLO is an absolute limit on a quantile of the candidate's latency or TTFT.
@@ -347,6 +370,9 @@ func (p *Plan) build() error {
 	}
 	if err := p.Analysis.validate("analysis"); err != nil {
 		return err
+	}
+	if a := p.Azure; a != nil && (a.MetricsDelay < 0 || a.MetricsDelay.D() > MaxMetricsDelay) {
+		return fieldError("azure.metricsDelay", "%v is out of range: 0 (the driver's) to %v; Azure Monitor reports a minute about 3 minutes late", a.MetricsDelay.D(), MaxMetricsDelay)
 	}
 	if p.Analysis.Gates == nil {
 		p.Analysis.Gates = &[]GateSpec{{Kind: KindMetrics, Spec: map[string]any{}}}

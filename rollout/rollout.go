@@ -102,7 +102,11 @@ type Phase struct {
 	// AwaitingDecision: inconclusive at the deadline with policy pause.
 	AwaitingDecision bool `json:"awaitingDecision,omitempty"`
 	// Cursor: the metric data before it has been given to the gates.
-	Cursor            time.Time   `json:"cursor"`
+	Cursor time.Time `json:"cursor"`
+	// Judged lists the start of every bucket given to the gates (sources
+	// with buckets only: Azure Monitor's minutes, Prometheus steps), so
+	// that a verdict names the minutes it stands on.
+	Judged            []time.Time `json:"judged,omitempty"`
 	CandidateRequests int64       `json:"candidateRequests"`
 	BaselineRequests  int64       `json:"baselineRequests"`
 	Looks             int         `json:"looks"`
@@ -137,6 +141,26 @@ type VerdictRecord struct {
 	BaselineRequests  int64        `json:"baselineRequests"`
 	Gates             []GateResult `json:"gates,omitempty"`
 	Actor             string       `json:"actor,omitempty"`
+	// Judged is the phase's Judged at the verdict: the buckets (minutes
+	// on Azure) the gates saw, each starting at or after From.
+	Judged []time.Time `json:"judged,omitempty"`
+}
+
+// JudgedSpan names the buckets the verdict stands on, e.g. " [judged 10
+// buckets, 17:11 to 17:20 UTC]"; "" for a source of raw samples.
+func (v VerdictRecord) JudgedSpan() string {
+	if len(v.Judged) == 0 {
+		return ""
+	}
+	first, last := v.Judged[0].UTC(), v.Judged[len(v.Judged)-1].UTC()
+	layout := "15:04"
+	if first.Second() != 0 || last.Second() != 0 {
+		layout = "15:04:05"
+	}
+	if len(v.Judged) == 1 {
+		return fmt.Sprintf(" [judged 1 bucket, %s UTC]", first.Format(layout))
+	}
+	return fmt.Sprintf(" [judged %d buckets, %s to %s UTC]", len(v.Judged), first.Format(layout), last.Format(layout))
 }
 
 // Override is an operator's action on the rollout.
@@ -200,7 +224,11 @@ func (r *Rollout) StepSummary() string {
 		s += fmt.Sprintf(" at %g%%", c.Percent)
 	}
 	if ph := c.Phase; ph != nil {
-		s += fmt.Sprintf(" (%v judged, %d candidate requests", r.UpdatedAt.Sub(ph.StartedAt).Truncate(time.Second), ph.CandidateRequests)
+		judged := r.UpdatedAt
+		if len(ph.Judged) > 0 {
+			judged = ph.Cursor // a source that reports late has judged less than the wall time
+		}
+		s += fmt.Sprintf(" (%v judged, %d candidate requests", judged.Sub(ph.StartedAt).Truncate(time.Second), ph.CandidateRequests)
 		if ph.Verdict != "" {
 			s += ", " + string(ph.Verdict)
 		}
@@ -246,7 +274,7 @@ func (r *Rollout) Describe() string {
 		b.WriteString("The candidate was swapped in, then swapped back out.\n")
 	}
 	for _, v := range r.Verdicts {
-		fmt.Fprintf(&b, "- %s step %d (%s at %g%%): %s -> %s: %s\n", v.Time.UTC().Format("15:04:05"), v.Step+1, v.StepKind, v.Percent, v.Verdict, v.Decision, v.Reason)
+		fmt.Fprintf(&b, "- %s step %d (%s at %g%%): %s -> %s: %s%s\n", v.Time.UTC().Format("15:04:05"), v.Step+1, v.StepKind, v.Percent, v.Verdict, v.Decision, v.Reason, v.JudgedSpan())
 	}
 	for _, o := range r.Overrides {
 		fmt.Fprintf(&b, "- %s %s by %s at step %d", o.Time.UTC().Format("15:04:05"), o.Action, o.Actor, o.Step+1)

@@ -701,14 +701,16 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 	var candData, baseData modelslot.Series
 	var measureErr error
 	if ms := r.m.cfg.Metrics; ms != nil && now.After(ph.Cursor) {
-		cs, err := ms.Series(ctx, modelslot.MetricQuery{App: r.app, Slot: j.candidate, From: ph.Cursor, To: now})
+		settle := d.Plan.metricsDelay()
+		cs, err := ms.Series(ctx, modelslot.MetricQuery{App: r.app, Slot: j.candidate, From: ph.Cursor, To: now, Settle: settle})
 		if err == nil {
 			var bs modelslot.Series
-			bs, err = ms.Series(ctx, modelslot.MetricQuery{App: r.app, Slot: j.baseline, From: ph.Cursor, To: now})
+			bs, err = ms.Series(ctx, modelslot.MetricQuery{App: r.app, Slot: j.baseline, From: ph.Cursor, To: now, Settle: settle})
 			if err == nil {
 				end := minTime(covered(cs, ph.Cursor, now), covered(bs, ph.Cursor, now))
 				candData, baseData = trim(cs, end), trim(bs, end)
 				ph.Cursor = end
+				ph.Judged = appendBuckets(ph.Judged, candData)
 				ph.CandidateRequests += requests(candData)
 				ph.BaselineRequests += requests(baseData)
 			}
@@ -751,6 +753,11 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 	verdict, reason := aggregate(j.gates, results)
 	ph.Verdict, ph.Reason = verdict, reason
 	elapsed := now.Sub(ph.StartedAt)
+	if r.m.cfg.Metrics != nil && ph.Cursor.Before(now) {
+		// A source that reports late (Azure Monitor) has judged less
+		// than the wall time: the phase's duration counts judged time.
+		elapsed = ph.Cursor.Sub(ph.StartedAt)
+	}
 
 	switch {
 	case verdict == Fail:
@@ -824,7 +831,7 @@ func (r *runner) recordVerdict(ctx context.Context, ph *Phase, v Verdict, decisi
 	rec := VerdictRecord{
 		Time: r.now(), Step: d.Step, StepKind: r.stepName(), Percent: d.Traffic, Verdict: v, Decision: decision,
 		Reason: reason, From: ph.StartedAt, To: ph.Cursor, CandidateRequests: ph.CandidateRequests, BaselineRequests: ph.BaselineRequests,
-		Actor: actor,
+		Actor: actor, Judged: ph.Judged,
 	}
 	if rec.Actor == "" {
 		rec.Actor = r.actor()
@@ -839,13 +846,14 @@ func (r *runner) recordVerdict(ctx context.Context, ph *Phase, v Verdict, decisi
 }
 
 // covered returns how far a series' data is final: to for a complete
-// series, else the end of its last bucket (or from: nothing yet).
+// series, else its Settled time, else the end of its last bucket (or
+// from: nothing yet).
 func covered(s modelslot.Series, from, to time.Time) time.Time {
 	if s.Complete {
 		return to
 	}
-	if !s.Through.IsZero() {
-		return minTime(to, maxTime(from, s.Through))
+	if !s.Settled.IsZero() {
+		return minTime(maxTime(s.Settled, from), to)
 	}
 	end := from
 	for _, b := range s.Buckets {
@@ -872,12 +880,33 @@ func trim(s modelslot.Series, end time.Time) modelslot.Series {
 	return out
 }
 
+// appendBuckets adds the start of each of s's buckets to list (the minutes
+// a source with buckets gave the gates), keeping at most maxJudged.
+func appendBuckets(list []time.Time, s modelslot.Series) []time.Time {
+	for _, b := range s.Buckets {
+		if len(list) < maxJudged {
+			list = append(list, b.Start)
+		}
+	}
+	return list
+}
+
+// maxJudged bounds Phase.Judged: a day of minutes.
+const maxJudged = 1440
+
 func requests(s modelslot.Series) int64 {
 	n := int64(len(s.Samples))
 	for _, b := range s.Buckets {
 		n += b.Requests
 	}
 	return n
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -957,11 +986,4 @@ func (r *runner) rollback(ctx context.Context) (bool, error) {
 	}
 	r.finish(ctx, rb.Final, rb.Reason)
 	return false, nil
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

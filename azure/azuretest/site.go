@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +65,13 @@ type MetricPoint struct {
 	ResponseTime float64 // seconds
 }
 
+// AIRequest is one request as Application Insights records it.
+type AIRequest struct {
+	Start    time.Time
+	Duration time.Duration
+	Status   int // resultCode; 0 records "" (no answer)
+}
+
 // Request is one ARM request as it went over the (fake) wire.
 type Request struct {
 	Method string
@@ -83,7 +92,11 @@ type Fault struct {
 	Body       string // e.g. {"Code":"Conflict","Message":"..."}
 	// Times is how many requests fail; 0 means every one.
 	Times int
-	hits  int
+	// Applied lets the request reach the fake app and take effect before
+	// its answer is replaced by Status and Body: an answer lost on the way
+	// back (Azure swapped, the client saw a 500).
+	Applied bool
+	hits    int
 }
 
 type slot struct {
@@ -97,6 +110,16 @@ type slot struct {
 	target      string
 	savedSticky map[string]string
 	swapStatus  *armappservice.SlotSwapStatus
+	// A restart in progress (SlowRestart): the host name serves old for
+	// the next pending requests.
+	old     *running
+	pending int
+}
+
+// running is the content a slot's host name serves.
+type running struct {
+	linuxFx  string
+	settings map[string]string
 }
 
 // FakeSite is the fake app. Its methods are safe for concurrent use.
@@ -107,18 +130,28 @@ type FakeSite struct {
 	server    *httptest.Server
 	transport *transport
 
-	mu          sync.Mutex
-	now         func() time.Time
-	slots       map[string]*slot
-	rules       []*armappservice.RampUpRule
-	stickyNames armappservice.SlotConfigNames
-	handlers    map[string]http.Handler // by image
-	metrics     map[string][]MetricPoint
-	metricsFunc func(slot, image string, minute time.Time) (MetricPoint, bool)
-	requests    []Request
-	faults      []*Fault
-	swaps       int
+	mu           sync.Mutex
+	now          func() time.Time
+	slots        map[string]*slot
+	rules        []*armappservice.RampUpRule
+	stickyNames  armappservice.SlotConfigNames
+	handlers     map[string]http.Handler // by image
+	metrics      map[string][]MetricPoint
+	metricsFunc  func(slot, image string, minute time.Time) (MetricPoint, bool)
+	metricsLag   time.Duration
+	aiRequests   map[string][]AIRequest // Application Insights, by role name
+	requests     []Request
+	faults       []*Fault
+	swaps        int
+	restartAfter int  // SlowRestart
+	echoRevision bool // EchoRevision
+	// holding: swaps are started but not finished until ReleaseSwaps.
+	holding bool
+	held    []heldSwap
 }
+
+// heldSwap is a swap in flight (see HoldSwaps).
+type heldSwap struct{ rg, name, source, target string }
 
 // NewFakeSite starts a fake app; the loopback server that plays the slots'
 // host names is closed at the end of the test.
@@ -190,6 +223,7 @@ func (s *FakeSite) Config() azure.Config {
 		Credential:           &azfake.TokenCredential{},
 		ClientOptions:        s.ClientOptions(),
 		MetricsClientOptions: s.ClientOptions(),
+		LogsClientOptions:    &s.ClientOptions().ClientOptions,
 		HTTPClient:           s.server.Client(),
 		HostURL:              s.HostURL,
 		Now:                  s.Now,
@@ -252,14 +286,27 @@ func (s *FakeSite) serveHost(w http.ResponseWriter, r *http.Request) {
 	host, path, _ := strings.Cut(rest, "/")
 	s.mu.Lock()
 	var h http.Handler
-	found, image := false, ""
+	found, image, revision := false, "", ""
 	for _, sl := range s.slots {
 		if sl.host == host {
-			found, image = true, imageOf(sl.linuxFx)
+			run := running{linuxFx: sl.linuxFx, settings: sl.settings}
+			if sl.pending > 0 {
+				run = *sl.old
+				if sl.pending--; sl.pending == 0 {
+					sl.old = nil
+				}
+			}
+			found, image = true, imageOf(run.linuxFx)
 			h = s.handlers[image]
+			if s.echoRevision {
+				revision = run.settings[azure.SettingRevision]
+			}
 		}
 	}
 	s.mu.Unlock()
+	if revision != "" {
+		w.Header().Set("X-Modelslot-Revision", revision)
+	}
 	switch {
 	case !found:
 		http.Error(w, "404 Web Site not found", http.StatusNotFound)
@@ -357,6 +404,69 @@ func (s *FakeSite) Swaps() int {
 	return s.swaps
 }
 
+// SlowRestart makes a change of a slot's image or app settings take
+// effect on its host name only after n more requests to it: until then the
+// previous content answers, as App Service keeps the old container serving
+// while the new one starts. 0 (the default): at once.
+func (s *FakeSite) SlowRestart(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartAfter = n
+}
+
+// EchoRevision makes every container answer with the header
+// X-Modelslot-Revision set to its MODELSLOT_REVISION app setting, as a
+// server that shows the revision it runs does.
+func (s *FakeSite) EchoRevision() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.echoRevision = true
+}
+
+// restart starts a restart of sl before its content changes. The caller
+// holds s.mu.
+func (s *FakeSite) restart(sl *slot) {
+	if s.restartAfter <= 0 {
+		return
+	}
+	if sl.pending == 0 {
+		sl.old = &running{linuxFx: sl.linuxFx, settings: maps.Clone(sl.settings)}
+	}
+	sl.pending = s.restartAfter
+}
+
+// HoldSwaps makes the swaps asked for from now on stay in flight until
+// ReleaseSwaps: Azure has started them (both slots show targetSwapSlot, as
+// in phase 1 of every swap) but not finished them.
+func (s *FakeSite) HoldSwaps() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = true
+}
+
+// InFlight counts the swaps held by HoldSwaps.
+func (s *FakeSite) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
+// ReleaseSwaps finishes the swaps in flight and stops holding new ones.
+func (s *FakeSite) ReleaseSwaps() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = false
+	for _, h := range s.held {
+		for _, n := range []string{h.source, h.target} {
+			if sl := s.slot(h.rg, h.name, n); sl != nil {
+				sl.target = ""
+			}
+		}
+		s.swap(h.rg, h.name, h.source, h.target)
+	}
+	s.held = nil
+}
+
 // SetMetrics sets a slot's metric minutes (replacing earlier ones).
 func (s *FakeSite) SetMetrics(slotName string, points ...MetricPoint) {
 	s.mu.Lock()
@@ -371,6 +481,85 @@ func (s *FakeSite) SetMetricsFunc(f func(slot, image string, minute time.Time) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.metricsFunc = f
+}
+
+// SetMetricsLag makes the fake report metrics as Azure Monitor does: a
+// minute is not reported before it is over, and until it ended lag ago
+// its counts are partial (Requests scaled by its age over lag, rounded
+// down) and its Http5xx and Http4xx are not in yet: errors arrive last.
+// 0 (the default) reports every minute whole at once.
+func (s *FakeSite) SetMetricsLag(lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.metricsLag = lag
+}
+
+// AddRequests records requests in the fake Application Insights
+// component under a cloud role name (the slot's name). The Logs query API
+// answers them once they finished the metrics lag ago (SetMetricsLag).
+func (s *FakeSite) AddRequests(role string, reqs ...AIRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aiRequests == nil {
+		s.aiRequests = map[string][]AIRequest{}
+	}
+	s.aiRequests[role] = append(s.aiRequests[role], reqs...)
+}
+
+// AppInsightsID is the ARM id of the fake Application Insights component.
+func (s *FakeSite) AppInsightsID() string {
+	return "/subscriptions/" + s.Subscription + "/resourceGroups/" + s.ResourceGroup + "/providers/Microsoft.Insights/components/ai-" + s.App
+}
+
+var (
+	kqlRole     = regexp.MustCompile(`cloud_RoleName == '([^']*)'`)
+	kqlFinished = regexp.MustCompile(`finished >= datetime\(([^)]+)\) and finished < datetime\(([^)]+)\)`)
+)
+
+// serveLogs answers the Logs query API's POST /v1/{resource}/query. It
+// understands the query azure.RequestSource sends, nothing else.
+func (s *FakeSite) serveLogs(req *http.Request, body []byte) *http.Response {
+	if !strings.HasSuffix(req.URL.Path, "/query") || !strings.Contains(req.URL.Path, s.AppInsightsID()) {
+		return response(req, http.StatusNotFound, `{"error":{"code":"PathNotFoundError","message":"no such component"}}`)
+	}
+	var q struct{ Query string }
+	if err := json.Unmarshal(body, &q); err != nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"BadArgumentError","message":"body"}}`)
+	}
+	role, span := kqlRole.FindStringSubmatch(q.Query), kqlFinished.FindStringSubmatch(q.Query)
+	if role == nil || span == nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"SemanticError","message":"the fake understands only azure.RequestsQuery"}}`)
+	}
+	from, err1 := time.Parse(time.RFC3339Nano, span[1])
+	until, err2 := time.Parse(time.RFC3339Nano, span[2])
+	if err1 != nil || err2 != nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"SemanticError","message":"datetime"}}`)
+	}
+	s.mu.Lock()
+	now := s.now()
+	var rows [][]any
+	for _, r := range s.aiRequests[role[1]] {
+		end := r.Start.Add(r.Duration)
+		if end.Before(from) || !end.Before(until) || end.Add(s.metricsLag).After(now) {
+			continue
+		}
+		code := ""
+		if r.Status != 0 {
+			code = strconv.Itoa(r.Status)
+		}
+		rows = append(rows, []any{end.UTC().Format(time.RFC3339Nano), float64(r.Duration) / float64(time.Millisecond), code})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(rows, func(a, b []any) int { return strings.Compare(a[0].(string), b[0].(string)) })
+	if rows == nil {
+		rows = [][]any{}
+	}
+	out, _ := json.Marshal(map[string]any{"tables": []any{map[string]any{
+		"name":    "PrimaryResult",
+		"columns": []any{map[string]string{"name": "finished", "type": "datetime"}, map[string]string{"name": "duration", "type": "real"}, map[string]string{"name": "resultCode", "type": "string"}},
+		"rows":    rows,
+	}}})
+	return response(req, http.StatusOK, string(out))
 }
 
 // Fail adds a wire-level fault.
@@ -447,25 +636,36 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, rec)
-	resp := s.refuse(req)
+	resp, applied := s.refuse(req)
 	s.mu.Unlock()
-	if resp != nil {
+	if resp != nil && !applied {
 		return resp, nil
 	}
-	if strings.Contains(strings.ToLower(req.URL.Path), "/providers/microsoft.insights/metrics") {
-		return t.mon.Do(req)
+	if strings.HasPrefix(req.URL.Host, "api.loganalytics.") {
+		return s.serveLogs(req, body), nil
 	}
-	return t.web.Do(req)
+	next := t.web.Do
+	if strings.Contains(strings.ToLower(req.URL.Path), "/providers/microsoft.insights/metrics") {
+		next = t.mon.Do
+	}
+	if applied {
+		if r, err := next(req); err == nil {
+			r.Body.Close()
+		}
+		return resp, nil
+	}
+	return next(req)
 }
 
 // refuse returns Azure's answer to a request that fails before it reaches
 // the resource: a configured fault, a slot limit, a pending swap preview.
+// applied says the request is to take effect all the same (Fault.Applied).
 // The caller holds s.mu.
-func (s *FakeSite) refuse(req *http.Request) *http.Response {
+func (s *FakeSite) refuse(req *http.Request) (resp *http.Response, applied bool) {
 	for _, f := range s.faults {
 		if (f.Method == "" || f.Method == req.Method) && strings.HasSuffix(req.URL.Path, f.PathSuffix) && (f.Times == 0 || f.hits < f.Times) {
 			f.hits++
-			return response(req, f.Status, f.Body)
+			return response(req, f.Status, f.Body), f.Applied
 		}
 	}
 	path := req.URL.Path
@@ -475,7 +675,7 @@ func (s *FakeSite) refuse(req *http.Request) *http.Response {
 	}
 	if req.Method == http.MethodPut && slotName != "" && !strings.Contains(path, "/slots/"+slotName+"/") {
 		if _, exists := s.slots[slotName]; !exists && len(s.slots)-1 >= slotLimit(s.SKU) {
-			return response(req, http.StatusConflict, fmt.Sprintf(`{"Code":"Conflict","Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU.","Target":null,"Details":[{"Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU."}]}`, s.SKU, s.SKU))
+			return response(req, http.StatusConflict, fmt.Sprintf(`{"Code":"Conflict","Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU.","Target":null,"Details":[{"Message":"Cannot complete the operation because the site will exceed the number of slots allowed for the '%s' SKU."}]}`, s.SKU, s.SKU)), false
 		}
 	}
 	// Configuration writes to a slot in a pending preview are refused.
@@ -486,10 +686,10 @@ func (s *FakeSite) refuse(req *http.Request) *http.Response {
 			name = slotName
 		}
 		if sl := s.slots[name]; sl != nil && sl.target != "" {
-			return response(req, http.StatusConflict, `{"Code":"Conflict","Message":"Cannot modify this site because its configuration settings have been prepared for swap. Complete or cancel the swap first.","Target":null}`)
+			return response(req, http.StatusConflict, `{"Code":"Conflict","Message":"Cannot modify this site because its configuration settings have been prepared for swap. Complete or cancel the swap first.","Target":null}`), false
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func slotLimit(sku string) int {
@@ -728,6 +928,7 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 				return notFound(&r, &e)
 			}
 			sl := s.slots[Production]
+			s.restart(sl)
 			sl.settings, sl.modified = undict(d.Properties), s.now().UTC()
 			r.SetResponse(http.StatusOK, updSet{StringDictionary: armappservice.StringDictionary{Properties: dict(sl.settings)}}, nil)
 			return
@@ -739,6 +940,7 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 			if sl == nil {
 				return notFound(&r, &e)
 			}
+			s.restart(sl)
 			sl.settings, sl.modified = undict(d.Properties), s.now().UTC()
 			r.SetResponse(http.StatusOK, updSetSl{StringDictionary: armappservice.StringDictionary{Properties: dict(sl.settings)}}, nil)
 			return
@@ -805,6 +1007,9 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 		BeginSwapSlot: func(_ context.Context, rg, name, slotName string, ent armappservice.CsmSlotEntity, _ *armappservice.WebAppsClientBeginSwapSlotOptions) (r azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], e azfake.ErrorResponder) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			if s.holding {
+				return s.hold(rg, name, slotName, deref(ent.TargetSlot), &r, &e)
+			}
 			status, code := s.swap(rg, name, slotName, deref(ent.TargetSlot))
 			if code != "" {
 				if status == http.StatusNotFound {
@@ -876,6 +1081,26 @@ func deref[T any](p *T) T {
 	return *p
 }
 
+// hold starts a swap that ReleaseSwaps finishes. The caller holds s.mu.
+func (s *FakeSite) hold(rg, name, source, target string, r *azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], e *azfake.ErrorResponder) (azfake.PollerResponder[armappservice.WebAppsClientSwapSlotResponse], azfake.ErrorResponder) {
+	if target == "" {
+		target = Production
+	}
+	src, dst := s.slot(rg, name, source), s.slot(rg, name, target)
+	if src == nil || dst == nil || src == dst {
+		e.SetResponseError(http.StatusNotFound, "ResourceNotFound")
+		return *r, *e
+	}
+	src.target, dst.target = dst.name, src.name
+	s.held = append(s.held, heldSwap{rg: rg, name: name, source: source, target: target})
+	// The operation never reports done: only the slots tell.
+	for range 1000 {
+		r.AddNonTerminalResponse(http.StatusAccepted, nil)
+	}
+	r.SetTerminalError(http.StatusInternalServerError, "InternalServerError")
+	return *r, *e
+}
+
 // The caller holds s.mu.
 func (s *FakeSite) mine(rg, name string) bool {
 	return strings.EqualFold(rg, s.ResourceGroup) && name == s.App
@@ -895,6 +1120,7 @@ func (s *FakeSite) patchConfig(sl *slot, c *armappservice.SiteConfig) {
 		return
 	}
 	if c.LinuxFxVersion != nil {
+		s.restart(sl)
 		sl.linuxFx = *c.LinuxFxVersion
 		sl.modified = s.now().UTC()
 	}
@@ -989,6 +1215,7 @@ func (s *FakeSite) swap(rg, name, source, target string) (int, string) {
 	now := s.now().UTC()
 	src.modified, dst.modified = now, now
 	src.target, dst.target, src.savedSticky, dst.savedSticky = "", "", nil, nil
+	src.old, dst.old, src.pending, dst.pending = nil, nil, 0, 0 // both warmed up
 	st := &armappservice.SlotSwapStatus{SourceSlotName: to.Ptr(source), DestinationSlotName: to.Ptr(target), TimestampUTC: to.Ptr(now)}
 	for _, sl := range s.slots {
 		if sl == src || sl == dst || sl.name == Production {
@@ -1068,6 +1295,16 @@ func (s *FakeSite) monitorServer() *monfake.MetricsServer {
 				}
 				if !ok {
 					continue // no data yet for this minute
+				}
+				if lag := s.metricsLag; lag > 0 {
+					age := s.now().Sub(t.Add(time.Minute))
+					if age < 0 {
+						continue // not over yet
+					}
+					if age < lag {
+						p.Requests = math.Floor(p.Requests * float64(age) / float64(lag))
+						p.Http5xx, p.Http4xx = 0, 0
+					}
 				}
 				ts := to.Ptr(t)
 				series["Requests"] = append(series["Requests"], &armmonitor.MetricValue{TimeStamp: ts, Total: to.Ptr(p.Requests)})

@@ -42,8 +42,10 @@ type azureFlags struct {
 	configFile string
 	file       azureFile
 
-	// resolved is the configuration of the last azureDriver call.
-	resolved azure.Config
+	// resolved is the configuration of the last azureDriver call, and
+	// resolvedInsights its --azure-app-insights.
+	resolved         azure.Config
+	resolvedInsights string
 }
 
 // azureFile is the --azure-config file; its keys are the flags' names.
@@ -56,29 +58,47 @@ type azureFile struct {
 	Cloud             string `yaml:"azure-cloud"`
 	ARMEndpoint       string `yaml:"azure-arm-endpoint"`
 	Authority         string `yaml:"azure-authority"`
+	Audience          string `yaml:"azure-audience"`
+	MetricsDelay      string `yaml:"azure-metrics-delay"`
+	AppInsights       string `yaml:"azure-app-insights"`
 }
 
 // azureFlagNames are the flags of azureFile, in its field order.
-var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority"}
+var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-audience", "azure-metrics-delay", "azure-app-insights"}
 
 func (a *azureFile) fields() []*string {
-	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority}
+	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.Audience, &a.MetricsDelay, &a.AppInsights}
 }
 
+// flagGroup is the annotation that puts a flag in a help section of its
+// own (see groupFlags); azureGroup is the Azure flags' section.
+const (
+	flagGroup  = "modelslot/group"
+	azureGroup = "Azure flags (with --platform azure; also keys of --azure-config)"
+)
+
+// The help texts quote the value's name in backticks: pflag prints it
+// after the flag (--subscription ID), so nothing else may be in backticks.
 func (a *azureFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&a.configFile, "azure-config", "", "YAML file with the Azure flags below as keys, e.g. `subscription: ...` (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
+	fl.StringVar(&a.configFile, "azure-config", "", "read the Azure flags from the YAML `FILE`, one key per flag name, e.g. subscription: ... (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
 	help := []string{
-		"Azure subscription id that holds the App Service app (`az account show --query id -o tsv`)",
-		"resource group of the App Service app",
-		"App Service app (site) name; the modelslot app name on Azure",
-		"Azure credential: default (DefaultAzureCredential), cli (az login), env (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET) or managed-identity (default default)",
-		"client id of a user-assigned managed identity (with --azure-auth managed-identity; default the system-assigned one)",
-		"Azure cloud: public, china, usgov or custom (default public)",
-		"Resource Manager endpoint of --azure-cloud custom (https URL)",
-		"Entra ID authority host of --azure-cloud custom (https URL)",
+		"Azure subscription `ID` that holds the App Service app (az account show --query id -o tsv)",
+		"resource group `NAME` of the App Service app",
+		"App Service app (site) `NAME`; the modelslot app name on Azure",
+		"Azure credential `MODE`: default (DefaultAzureCredential), cli (az login), env (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET) or managed-identity (default default)",
+		"client `ID` of a user-assigned managed identity (with --azure-auth managed-identity; default the system-assigned one)",
+		"Azure `CLOUD`: public, china, usgov or custom (default public)",
+		"Resource Manager endpoint `URL` of --azure-cloud custom (https)",
+		"Entra ID authority host `URL` of --azure-cloud custom (https)",
+		"token audience `URL` of --azure-cloud custom's Resource Manager (default --azure-arm-endpoint)",
+		"`DURATION` after its end when a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
+		"ARM `ID` of the Application Insights component the slots report to: rollouts then judge each request (latency per request, tail latency, latency SLOs) instead of Azure Monitor's per-minute metrics",
 	}
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
+	}
+	for _, name := range append([]string{"azure-config"}, azureFlagNames...) {
+		fl.SetAnnotation(name, flagGroup, []string{azureGroup})
 	}
 }
 
@@ -143,6 +163,12 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 		return nil, azure.Config{}, modelslot.Errorf(modelslot.EINVALID, "--azure-app is required with --platform azure: the name of the App Service app (the site, not the plan), e.g. `pulumi stack output appName` in deploy/azure")
 	}
 	f.app = app
+	var delay time.Duration
+	if file.MetricsDelay != "" {
+		if delay, err = time.ParseDuration(file.MetricsDelay); err != nil || delay < 0 {
+			return nil, azure.Config{}, modelslot.Errorf(modelslot.EINVALID, "--azure-metrics-delay %q is not a duration: write it like 3m or 90s", file.MetricsDelay)
+		}
+	}
 	cfg := azure.Config{
 		SubscriptionID:          file.Subscription,
 		ResourceGroup:           file.ResourceGroup,
@@ -152,6 +178,8 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 		Cloud:                   file.Cloud,
 		CustomEndpoint:          file.ARMEndpoint,
 		CustomAuthority:         file.Authority,
+		CustomAudience:          file.Audience,
+		MetricsDelay:            delay,
 	}
 	if azureConfigHook != nil {
 		azureConfigHook(&cfg)
@@ -160,7 +188,7 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 	if err != nil {
 		return nil, azure.Config{}, err
 	}
-	f.az.resolved = cfg
+	f.az.resolved, f.az.resolvedInsights = cfg, file.AppInsights
 	return d, cfg, nil
 }
 
@@ -286,9 +314,18 @@ func (f *clientFlags) openAzureRollouts(cmd *cobra.Command, state string, interv
 			}
 		}
 	}
+	var metrics modelslot.MetricSource = d.MetricSource()
+	if id := f.az.resolvedInsights; id != "" {
+		rs, err := d.RequestSource(id)
+		if err != nil {
+			ar.close()
+			return nil, err
+		}
+		metrics = rs
+	}
 	ar.m, err = rollout.NewManager(rollout.ManagerConfig{
 		Platform: d,
-		Metrics:  d.MetricSource(),
+		Metrics:  metrics,
 		Store:    db,
 		Logger:   logger,
 		Now:      cfg.Now, // nil: time.Now; tests share the fake's clock

@@ -28,11 +28,13 @@ func useSite(t *testing.T, site *azuretest.FakeSite) {
 	azureConfigHook = func(c *azure.Config) {
 		fc := site.Config()
 		c.Credential = fc.Credential
-		c.ClientOptions, c.MetricsClientOptions = fc.ClientOptions, fc.MetricsClientOptions
+		c.ClientOptions, c.MetricsClientOptions, c.LogsClientOptions = fc.ClientOptions, fc.MetricsClientOptions, fc.LogsClientOptions
 		c.HTTPClient, c.HostURL = fc.HTTPClient, fc.HostURL
 		c.Now = fc.Now
 		c.PollFrequency, c.HealthTimeout = fc.PollFrequency, fc.HealthTimeout
-		c.MetricsDelay = time.Millisecond
+		if c.MetricsDelay == 0 {
+			c.MetricsDelay = time.Millisecond
+		}
 	}
 	t.Cleanup(func() { azureConfigHook = prev })
 }
@@ -125,7 +127,7 @@ func TestAzureDeployWaitsForHealth(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	wantError(t, az(site, "deploy staging --image llm:broken --version v3 --warmup-timeout 300ms"),
-		"the slot never answered its health path", "answered 500", "previous image and settings were put back")
+		"the new content never answered its health path", "answered 500", "previous image and settings were put back")
 	if got := site.Image("staging"); got != "llm:v2" {
 		t.Errorf("staging image after a failed deploy = %q, want llm:v2", got)
 	}
@@ -190,11 +192,17 @@ func TestAzureSwapPreviewReset(t *testing.T) {
 	if !strings.Contains(out, `"preparedForSwap": "production"`) {
 		t.Errorf("slot list during a preview:\n%s", out)
 	}
+	pending := "swap preview pending: staging is prepared for swap with production \\(it runs with production's slot settings\\); complete it with `modelslot swap staging` or cancel it with `modelslot swap staging --action reset`"
+	wantLines(t, mustRun(t, az(site, "slot list")...), pending)
+	wantLines(t, mustRun(t, az(site, "status")...), pending)
 	// Azure refuses configuration writes during a preview (409).
 	wantCode(t, wantError(t, az(site, "traffic set staging=10"), "a swap preview is pending", "--action reset"), modelslot.ECONFLICT)
 
 	out = mustRun(t, az(site, "swap staging --action reset")...)
 	wantLines(t, out, "preview of staging into production cancelled")
+	if out := mustRun(t, az(site, "slot list")...); strings.Contains(out, "preview pending") {
+		t.Errorf("slot list after the reset:\n%s", out)
+	}
 
 	out = mustRun(t, az(site, "swap staging")...)
 	if !regexp.MustCompile(`^swapped: production now serves revision [0-9a-f]{12}; staging holds revision [0-9a-f]{12} \(swap again to roll back\)\n$`).MatchString(out) {
@@ -219,16 +227,18 @@ func TestAzureStatus(t *testing.T) {
 	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging", "canary"}})
 	mustRun(t, az(site, "deploy staging --image llm:v2 --version v2")...)
 	mustRun(t, az(site, "traffic set staging=5")...)
+	wantLines(t, mustRun(t, az(site, "status")...), `last swap: none`)
 	mustRun(t, az(site, "swap staging")...)
 
 	out := mustRun(t, az(site, "status")...)
+	// Azure cannot say how many requests a slot serves: no IN-FLIGHT.
 	wantLines(t, out,
 		`app llm: Azure App Service, resource group rg-modelslot, subscription `+site.Subscription,
-		`SLOT\s+VERSION\s+REVISION\s+TRAFFIC\s+HEALTHY\s+IN-FLIGHT\s+BACKEND`,
-		`production\s+v2\s+[0-9a-f]{12}\s+95%\s+yes\s+0\s+https://`+regexp.QuoteMeta(site.HostName("production")),
-		`canary\s+-\s+-\s+0%\s+no \(no deployment\)\s+0\s+-`,
-		`staging\s+-\s+[0-9a-f]{12}\s+5%\s+yes\s+0\s+https://`+regexp.QuoteMeta(site.HostName("staging")),
-		`last swap: #0 swap staging -> production, completed at .*`,
+		`SLOT\s+VERSION\s+REVISION\s+TRAFFIC\s+HEALTHY\s+BACKEND`,
+		`production\s+v2\s+[0-9a-f]{12}\s+95%\s+yes\s+https://`+regexp.QuoteMeta(site.HostName("production")),
+		`canary\s+-\s+-\s+0%\s+no \(no deployment\)\s+-`,
+		`staging\s+-\s+[0-9a-f]{12}\s+5%\s+yes\s+https://`+regexp.QuoteMeta(site.HostName("staging")),
+		`last swap: swap staging -> production, completed at .*`,
 	)
 	// The same through $MODELSLOT_PLATFORM.
 	t.Setenv("MODELSLOT_PLATFORM", "azure")
@@ -279,9 +289,11 @@ func TestAzureConfigFile(t *testing.T) {
 
 // rolloutClock runs 60 times faster than the wall clock: a one-minute
 // Azure Monitor grain passes in a second.
-func rolloutClock(site *azuretest.FakeSite) func() time.Time {
+func rolloutClock(site *azuretest.FakeSite) func() time.Time { return fastClock(site, 60) }
+
+func fastClock(site *azuretest.FakeSite, speed time.Duration) func() time.Time {
 	start := time.Now()
-	now := func() time.Time { return start.Add(time.Since(start) * 60) }
+	now := func() time.Time { return start.Add(time.Since(start) * speed) }
 	site.SetNow(now)
 	return now
 }
@@ -471,6 +483,161 @@ func TestAzureRolloutAbort(t *testing.T) {
 	}
 	if p := site.Image("production"); p != "llm:v1" {
 		t.Errorf("production after abort = %q", p)
+	}
+}
+
+// TestAzureHelp: value names render after the flags (backticks in a help
+// text are pflag's value name), and the Azure flags have a section of
+// their own after the local ones.
+func TestAzureHelp(t *testing.T) {
+	for _, cmd := range []string{"status", "slot list", "rollout start", "deploy"} {
+		out := mustRun(t, append(strings.Fields(cmd), "--help")...)
+		wantLines(t, out,
+			`      --subscription ID\s+Azure subscription ID that holds the App Service app \(az account show --query id -o tsv\)`,
+			`      --azure-config FILE\s+read the Azure flags from the YAML FILE, .*`,
+			`      --azure-audience URL\s+.*`,
+			`Azure flags \(with --platform azure; also keys of --azure-config\):`,
+		)
+		azure := strings.Index(out, "Azure flags (")
+		if i := strings.Index(out, "--platform string"); i < 0 || i > azure {
+			t.Errorf("%s --help: the local flags do not come before the Azure ones:\n%s", cmd, out)
+		}
+		if i := strings.Index(out, "--subscription"); i < azure {
+			t.Errorf("%s --help: --subscription is outside the Azure section:\n%s", cmd, out)
+		}
+	}
+}
+
+// TestAzureAudience: a custom cloud takes its token audience from
+// --azure-audience (or the config file's azure-audience).
+func TestAzureAudience(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1"})
+	var got azure.Config
+	prev := azureConfigHook
+	azureConfigHook = func(c *azure.Config) { got = *c; prev(c) }
+	t.Cleanup(func() { azureConfigHook = prev })
+	mustRun(t, az(site, "slot list", "--azure-cloud", "custom", "--azure-arm-endpoint", "https://management.stack.example/",
+		"--azure-authority", "https://login.stack.example/", "--azure-audience", "https://management.core.stack.example/")...)
+	if got.CustomAudience != "https://management.core.stack.example/" || got.CustomEndpoint != "https://management.stack.example/" {
+		t.Errorf("config = audience %q endpoint %q", got.CustomAudience, got.CustomEndpoint)
+	}
+	wantError(t, az(site, "slot list", "--azure-audience", "https://management.core.stack.example/"), "--azure-audience", "custom")
+}
+
+// TestAzureRolloutRefusesUnmeasurable: a plan that judges what Azure
+// Monitor cannot measure is refused at the start, with the reason, and
+// nothing changes on the app.
+func TestAzureRolloutRefusesUnmeasurable(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	mustRun(t, az(site, "deploy staging --image llm:v2 --version v2")...)
+	for _, tt := range []struct{ name, plan, want string }{
+		{"ttft", strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, ttft]", 1), "analysis.gates[0] judges metric ttft, which this metric source cannot measure: App Service reports the time to the last byte"},
+		{"tokens in a step gate", strings.Replace(testPlan, "- bake: {duration: 2m, max: 30m}", "- bake: {duration: 2m, max: 30m, gates: [{kind: metrics, metrics: [tokens_per_sec]}]}", 1), "steps[1].bake.gates[0] judges metric tokens_per_sec"},
+		{"latency slo", strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors]\n  slo: [{metric: latency, quantile: 0.95, max: 2s}]", 1), "an SLO on a quantile of latency"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := filepath.Join(t.TempDir(), "plan.yaml")
+			os.WriteFile(plan, []byte(tt.plan), 0o600)
+			wantCode(t, wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db")), tt.want, "remove it from the plan"), modelslot.EINVALID)
+		})
+	}
+	if r := site.RampUpRules(); len(r) != 0 {
+		t.Errorf("a refused plan changed the traffic: %+v", r)
+	}
+	// With Application Insights, requests are judged one by one: the
+	// reason is that source's.
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	os.WriteFile(plan, []byte(strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, ttft]", 1)), 0o600)
+	wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", site.AppInsightsID()), "Application Insights request telemetry records the whole duration")
+	wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", "nope"), "not the ARM id of an Application Insights component")
+}
+
+// TestAzureRolloutAppInsights: with --azure-app-insights the watch judges
+// each request's latency from Application Insights; a version that is
+// slower per request (and fails no request) is swapped back.
+func TestAzureRolloutAppInsights(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	now := fastClock(site, 240)
+	site.SetMetricsLag(2 * time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// 5 requests a second of fake time per slot; llm:slow takes 3x
+		// as long, only once it serves production's load.
+		next := now()
+		for ctx.Err() == nil {
+			for t := next; t.Before(now()); t = t.Add(200 * time.Millisecond) {
+				for _, slot := range []string{"production", "staging"} {
+					d := time.Duration(200+int(t.UnixNano()/1e6%97)) * time.Millisecond
+					if site.Image(slot) == "llm:slow" && slot == "production" {
+						d *= 3
+					}
+					site.AddRequests(slot, azuretest.AIRequest{Start: t, Duration: d, Status: 200})
+				}
+				next = t.Add(200 * time.Millisecond)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	mustRun(t, az(site, "deploy staging --image llm:slow --version v3")...)
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	// Application Insights ingests requests late too: the plan waits as long.
+	p := strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, latency]", 1)
+	os.WriteFile(plan, []byte(strings.Replace(p, "steps:", "azure: {metricsDelay: 2m}\nsteps:", 1)), 0o600)
+	out, _, err := run(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", site.AppInsightsID())...)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 3 {
+		t.Fatalf("rollout of a version slower per request: err %v, want exit status 3\n%s", err, out)
+	}
+	wantLines(t, out, `    verdict at step 4 \(watch, 0%\): fail -> rollback: .*latency.*`)
+	if p := site.Image("production"); p != "llm:v1" {
+		t.Errorf("production runs %q after the rollback", p)
+	}
+}
+
+// TestAzureRolloutLateErrorsRollBack: Azure Monitor reports a young
+// minute with part of its requests and none of its errors yet. The watch
+// judges settled minutes only (the plan's azure.metricsDelay), so the bad
+// version's 5xx, which arrive late, still roll it back; no verdict stands
+// on a minute younger than the delay.
+func TestAzureRolloutLateErrorsRollBack(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	feedMetrics(site, fastClock(site, 240), "llm:bad")
+	site.SetMetricsLag(3 * time.Minute)
+	mustRun(t, az(site, "deploy staging --image llm:bad --version v3")...)
+	state := filepath.Join(t.TempDir(), "state.db")
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(plan, []byte(strings.Replace(testPlan, "steps:", "azure: {metricsDelay: 3m}\nsteps:", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, az(site, "rollout start staging --plan "+plan+" --state "+state)...)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 3 {
+		t.Fatalf("rollout of a version whose errors arrive late: err %v, want exit status 3 (rolled back)\n%s", err, out)
+	}
+	wantLines(t, out, `    verdict at step 4 \(watch, 0%\): fail -> rollback: .* \[judged \d+ buckets?, \d\d:\d\d( to \d\d:\d\d)? UTC\]`)
+	if p := site.Image("production"); p != "llm:v1" {
+		t.Errorf("production runs %q after the rollback", p)
+	}
+	var ro rollout.Rollout
+	if err := json.Unmarshal([]byte(mustRun(t, az(site, "rollout status -o json --state "+state)...)), &ro); err != nil {
+		t.Fatal(err)
+	}
+	if len(ro.Verdicts) == 0 {
+		t.Fatal("no verdicts")
+	}
+	for _, v := range ro.Verdicts {
+		if len(v.Judged) == 0 {
+			t.Errorf("verdict at step %d names no minutes", v.Step+1)
+		}
+		for _, m := range v.Judged {
+			if m.Before(v.From) {
+				t.Errorf("verdict at step %d judged minute %s, which began before the phase (%s)", v.Step+1, m.Format(time.TimeOnly), v.From.Format(time.TimeOnly))
+			}
+			if settled := m.Add(time.Minute + 3*time.Minute); settled.After(v.Time) {
+				t.Errorf("verdict at step %d (%s) judged minute %s before it settled (%s)", v.Step+1, v.Time.Format(time.TimeOnly), m.Format(time.TimeOnly), settled.Format(time.TimeOnly))
+			}
+		}
 	}
 }
 

@@ -48,5 +48,6 @@ func newRootCmd() *cobra.Command {
 		root.AddCommand(c())
 	}
 	setVersion(root)
+	groupFlags(root)
 	return root
 }

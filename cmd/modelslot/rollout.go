@@ -274,7 +274,7 @@ func watchRollout(ctx context.Context, w io.Writer, get func(context.Context, st
 		}
 		for ; seen < len(ro.Verdicts); seen++ {
 			v := ro.Verdicts[seen]
-			println(w, "    verdict at step %d (%s, %g%%): %s -> %s: %s", v.Step+1, v.StepKind, v.Percent, v.Verdict, v.Decision, v.Reason)
+			println(w, "    verdict at step %d (%s, %g%%): %s -> %s: %s%s", v.Step+1, v.StepKind, v.Percent, v.Verdict, v.Decision, v.Reason, v.JudgedSpan())
 		}
 		if !ro.State.Active() {
 			io.WriteString(w, ro.Describe())
