@@ -31,9 +31,9 @@ const (
 // reached the limit is frozen: the sequence keeps the running intersection,
 // which is as valid as the sets themselves and never widens again.
 type betState struct {
-	N     int       `json:"n"`
-	Mean  float64   `json:"mean"` // of the scores so far
-	M2    float64   `json:"m2"`
+	N    int       `json:"n"`
+	Mean float64   `json:"mean"` // of the scores so far
+	M2   float64   `json:"m2"`
 	Up   []float64 `json:"up"`   // log K_n(m) against "mean <= m"
 	Down []float64 `json:"down"` // log K_n(m) against "mean >= m"
 	// Limit and DownLimit are log(1/alpha) of the two sides: the fail side
