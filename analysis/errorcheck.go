@@ -151,11 +151,6 @@ func (e *errorState) cs(alpha float64) (mle, lo, hi float64) {
 	return mle, lo, hi
 }
 
-// errorRatePrior is the Beta prior of the mixture bound on the candidate's
-// absolute error rate; Beta(1/2, 10) puts its mass on small rates, which is
-// where gates live, and makes the bound tight there.
-const errorRatePriorA, errorRatePriorB = 0.5, 10
-
 func (j *Judge) errorsCheck(enough bool) (Check, bool) {
 	e := &j.st.Errors
 	r0 := j.cfg.ErrorRatioMargin
@@ -170,14 +165,18 @@ func (j *Judge) errorsCheck(enough bool) (Check, bool) {
 	mle, lo, _ := e.cs(j.alphaK)
 	_, passLo, hi := e.cs(j.cfg.PassRisk)
 	ev := e.eValue()
-	_, rateHi := betaCS(int(e.CandErrors), int(e.CandRequests), errorRatePriorA, errorRatePriorB, j.cfg.PassRisk)
+	floorE := 0.0
+	if j.cfg.MaxErrorRate > 0 {
+		floorE = belowLogE(int(e.CandErrors), int(e.CandRequests), j.cfg.MaxErrorRate)
+	}
+	belowFloor := j.cfg.MaxErrorRate > 0 && floorE >= -math.Log(j.cfg.PassRisk)
 	ch.Effect, ch.Lower, ch.Upper, ch.EValue = mle, lo, hi, ev
 	top := errRatio[errHalf+errCSHalf]
 	compared := fmt.Sprintf("errors: %d of %d candidate requests failed (%s) against %d of %d in production (%s) in the same 10 s buckets; the candidate's error rate is %.2gx production's (between %s and %s)",
 		e.CandErrors, e.CandRequests, pct(e.CandErrors, e.CandRequests),
 		e.BaseErrors, e.BaseRequests, pct(e.BaseErrors, e.BaseRequests), mle, num(lo), upperText(hi, top))
-	ch.Detail = fmt.Sprintf("errors: e-value %s against ratio <= %g (fail at %s = 1/alpha, alpha %.4g); confidence sequence [%s, %s] (lower at 1-alpha, upper at 1-%g); candidate's rate at most %.3g%% (floor %.3g%%)",
-		num(ev), r0, num(1/j.alphaK), j.alphaK, num(lo), upperText(hi, top), j.cfg.PassRisk, 100*rateHi, 100*j.cfg.MaxErrorRate)
+	ch.Detail = fmt.Sprintf("errors: e-value %s against ratio <= %g (fail at %s = 1/alpha, alpha %.4g); confidence sequence [%s, %s] (lower at 1-alpha, upper at 1-%g); e-value %s against the candidate's rate >= the floor %.3g%% (pass at %s)",
+		num(ev), r0, num(1/j.alphaK), j.alphaK, num(lo), upperText(hi, top), j.cfg.PassRisk, num(expClamp(floorE)), 100*j.cfg.MaxErrorRate, num(1/j.cfg.PassRisk))
 	switch {
 	case ev >= 1/j.alphaK:
 		ch.Verdict, ch.Needed = Fail, 0
@@ -185,7 +184,7 @@ func (j *Judge) errorsCheck(enough bool) (Check, bool) {
 	case enough && hi < j.cfg.MaxErrorRatio:
 		ch.Verdict, ch.Needed = Pass, 0
 		ch.Reason = compared + fmt.Sprintf(": pass, it is surely below %gx", j.cfg.MaxErrorRatio)
-	case enough && j.cfg.MaxErrorRate > 0 && rateHi < j.cfg.MaxErrorRate && passLo <= r0:
+	case enough && belowFloor && passLo <= r0:
 		ch.Verdict, ch.Needed = Pass, 0
 		ch.Reason = compared + fmt.Sprintf(": pass, the candidate's own error rate is surely below %.3g%%", 100*j.cfg.MaxErrorRate)
 	default:

@@ -29,10 +29,10 @@ type tailState struct {
 // Tails: the quantiles watched and the largest acceptable ratio of the
 // candidate's share above production's quantile to the nominal share, for a
 // pass. p99 gets a wider bound because its exceedances are rare: with 600
-// candidate requests about 3x is what an identical version can show.
+// candidate requests about 2.5x is what an identical version can show.
 const (
 	TailMaxRatio    = 2.0 // p95
-	TailP99MaxRatio = 3.0
+	TailP99MaxRatio = 2.5
 )
 
 // tailAlt are the ratios of the exceedance rate to its null rate mixed over
@@ -164,7 +164,7 @@ func (j *Judge) tailCheck(q float64, enough bool) (Check, bool) {
 	}
 	ev := expClamp(logE)
 	lo, _ := betaCS(k, t.N, 1, 1, j.alphaK)
-	_, hi := betaCS(k, t.N, 1, 1, j.cfg.PassRisk)
+	hi := belowUpper(k, t.N, j.cfg.PassRisk)
 	ch.Effect, ch.Lower, ch.Upper, ch.EValue = float64(k)/float64(t.N), lo, hi, ev
 	compared := fmt.Sprintf("latency %s: allowing %s, %d of %d candidate requests (%.1f%%, between %.1f%% and %.1f%%) were slower than production's %s of the same minutes, where production itself has %.0f%%",
 		name, margin, k, t.N, 100*ch.Effect, 100*lo, 100*hi, name, 100*p0)
