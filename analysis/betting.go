@@ -23,7 +23,7 @@ import "math"
 // uniform (mean 1/2, variance 1/12), and capped at betCap/m.
 const (
 	betGrid  = 100 // m = k / betGrid, k = 0..betGrid
-	betPrior = 20.0
+	betPrior = 10.0
 	betCap   = 0.8
 )
 

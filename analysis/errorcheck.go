@@ -188,7 +188,15 @@ func (j *Judge) errorsCheck(enough bool) (Check, bool) {
 		ch.Verdict, ch.Needed = Pass, 0
 		ch.Reason = compared + fmt.Sprintf(": pass, the candidate's own error rate is surely below %.3g%%", 100*j.cfg.MaxErrorRate)
 	default:
-		ch.Needed = needed(int(e.CandRequests), mle, lo, min(hi, top), r0, j.cfg.MaxErrorRatio, true)
+		// On a log scale, from the side that decides: the upper end for a
+		// pass, the lower end for a fail.
+		if mle > 0 && mle < j.cfg.MaxErrorRatio && hi > mle {
+			w, gap := math.Log(min(hi, top)/mle), math.Log(j.cfg.MaxErrorRatio/mle)
+			ch.Needed = max(1, int(math.Ceil(float64(e.CandRequests)*((w/gap)*(w/gap)-1))))
+		} else if mle > r0 && lo > 0 {
+			w, gap := math.Log(mle/lo), math.Log(mle/r0)
+			ch.Needed = max(1, int(math.Ceil(float64(e.CandRequests)*((w/gap)*(w/gap)-1))))
+		}
 		ch.Reason = compared + fmt.Sprintf(": not decided yet (a fail needs it surely above %gx, a pass surely below %gx or the candidate's rate surely below %.3g%%)",
 			r0, j.cfg.MaxErrorRatio, 100*j.cfg.MaxErrorRate)
 		if !enough {

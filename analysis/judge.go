@@ -560,6 +560,12 @@ func (j *Judge) Result() Result {
 		}
 	}
 
+	// A check whose interval is already clear still waits for MinSamples.
+	for i := range checks {
+		if checks[i].Verdict == Inconclusive && !enough && checks[i].Needed >= 0 {
+			checks[i].Needed = max(checks[i].Needed, j.cfg.MinSamples-int(j.st.CandidateRequests))
+		}
+	}
 	r := Result{Verdict: Inconclusive, Checks: checks}
 	var failed, open []string
 	for _, ch := range checks {

@@ -168,7 +168,7 @@ func (j *Judge) bandCheck(t meanTest, enough bool) Check {
 	if t.meanC < t.meanB {
 		edge, ch.FailBound = lo, lo
 	}
-	if hw > 0 {
+	if hw > 0 && (t.meanC > hi*t.meanB || t.meanC < lo*t.meanB) { // only outside the band
 		ch.EValue = expClamp(msprtLogL(t.meanC-edge*t.meanB, t.v, t.tau))
 	}
 	desc += fmt.Sprintf(" (between %.3g and %.3g)", ch.Lower, ch.Upper)

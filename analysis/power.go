@@ -271,6 +271,22 @@ func fixedN(reps int, seed uint64, test func(n int, rng *rand.Rand) bool) int {
 	return hi
 }
 
+// FixedMannWhitneyN is the candidate sample size at which a one-sided
+// Mann-Whitney test at level a of "the candidate, less the default margins,
+// is no slower than production" rejects in 80% of simulated tests (reps
+// per size), with all of production's requests of the same period (n (1 -
+// share) / share); draw returns one value of either side.
+func FixedMannWhitneyN(a, share float64, draw func(rng *rand.Rand, cand bool) float64, reps int, seed uint64) int {
+	return fixedN(reps, seed, fixedMW(a, share, DefaultRelMargin, DefaultAbsMargin.Seconds(), draw))
+}
+
+// FixedProportionsN is the same for a one-sided two-proportion test at level
+// a of "the candidate's error rate is at most DefaultErrorMargin times
+// production's", when they are pc and pb.
+func FixedProportionsN(a, share, pc, pb float64, reps int, seed uint64) int {
+	return fixedN(reps, seed, fixedProportions(a, share, DefaultErrorMargin, pc, pb))
+}
+
 // fixedMW is the one-sided Mann-Whitney test, at level a, of "the
 // candidate's values less the margins are no larger than production's",
 // with n candidate and n(1-share)/share production values drawn by draw.
@@ -443,38 +459,38 @@ func Power(cfg PowerConfig) PowerReport {
 		rep.AA = append(rep.AA, RunAA(tr, jcfg, cfg.AARollouts, next(), cfg.Workers))
 	}
 
-	aK, rel, abs := rep.AlphaK, DefaultRelMargin, DefaultAbsMargin.Seconds()
+	aK := rep.AlphaK
 	ttft := Traffic{Rate: 10, Share: 0.1, Streamed: true, TTFTMedian: 0.4, TTFTSigma: 0.5, Bimodal: true, ErrRate: 0.001,
 		Duration: 3 * time.Hour, Interval: 30 * time.Second}
 	row := RunPower("TTFT +25% (streamed, TTFT log-sd 0.5)", ttft, jcfg, Effect{TTFTMul: 1.25}, cfg.Rollouts, next(), cfg.Workers)
 	row.FixedTest = "Mann-Whitney on TTFT less the margins"
-	row.FixedN = fixedN(cfg.Fixed, next(), fixedMW(aK, 0.1, rel, abs, func(rng *rand.Rand, cand bool) float64 {
+	row.FixedN = FixedMannWhitneyN(aK, 0.1, func(rng *rand.Rand, cand bool) float64 {
 		v := 0.4 * math.Exp(0.5*rng.NormFloat64())
 		if cand {
 			v *= 1.25
 		}
 		return v
-	}))
+	}, cfg.Fixed, next())
 	rep.Power = append(rep.Power, row)
 
 	lat := Traffic{Rate: 10, Share: 0.1, LatMedian: 1.5, LatSigma: 0.5, Bimodal: true, ErrRate: 0.001,
 		Duration: 3 * time.Hour, Interval: 30 * time.Second}
 	row = RunPower("latency +20% (not streamed, log-sd 0.5)", lat, jcfg, Effect{LatMul: 1.2}, cfg.Rollouts, next(), cfg.Workers)
 	row.FixedTest = "Mann-Whitney on latency less the margins"
-	row.FixedN = fixedN(cfg.Fixed, next(), fixedMW(aK, 0.1, rel, abs, func(rng *rand.Rand, cand bool) float64 {
+	row.FixedN = FixedMannWhitneyN(aK, 0.1, func(rng *rand.Rand, cand bool) float64 {
 		v := 1.5 * math.Exp(0.5*rng.NormFloat64())
 		if cand {
 			v *= 1.2
 		}
 		return v
-	}))
+	}, cfg.Fixed, next())
 	rep.Power = append(rep.Power, row)
 
 	errs := ttft
 	errs.ErrRate = 0.01
 	row = RunPower("errors 1% -> 3%", errs, jcfg, Effect{ErrMul: 3}, cfg.Rollouts, next(), cfg.Workers)
 	row.FixedTest = fmt.Sprintf("two-proportion z-test of ratio <= %g", DefaultErrorMargin)
-	row.FixedN = fixedN(cfg.Fixed, next(), fixedProportions(aK, 0.1, DefaultErrorMargin, 0.03, 0.01))
+	row.FixedN = FixedProportionsN(aK, 0.1, 0.03, 0.01, cfg.Fixed, next())
 	rep.Power = append(rep.Power, row)
 
 	e50 := Traffic{Rate: 50, Share: 0.1, Streamed: true, TTFTMedian: 0.4, TTFTSigma: 0.5, Bimodal: true, ErrRate: 0.005,

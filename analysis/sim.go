@@ -131,8 +131,8 @@ const (
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
-// window generates the requests of [from, to).
-func (tr Traffic) window(rng *rand.Rand, from, to time.Duration, eff Effect) (c, b modelslot.Series) {
+// Window generates the requests of [from, to) of a rollout's time.
+func (tr Traffic) Window(rng *rand.Rand, from, to time.Duration, eff Effect) (c, b modelslot.Series) {
 	c.Slot, b.Slot = "candidate", "production"
 	c.Complete, b.Complete = true, true
 	mean := tr.Rate * (to - from).Seconds()
@@ -220,7 +220,7 @@ func (tr Traffic) Rollout(cfg Config, eff Effect, seed uint64, untilFail bool) O
 	}
 	out := Outcome{Verdict: Inconclusive, At: tr.Duration}
 	for at := time.Duration(0); at < tr.Duration; at += iv {
-		c, b := tr.window(rng, at, min(at+iv, tr.Duration), eff)
+		c, b := tr.Window(rng, at, min(at+iv, tr.Duration), eff)
 		j.Observe(c, b)
 		r := j.Result()
 		switch r.Verdict {
