@@ -54,9 +54,10 @@ type errorState struct {
 }
 
 // errMarginAlt are the ratios to the margin r0 mixed over by the fail test
-// (equal weights): it is most sensitive to error rates 1.3 to 5 times the
-// margin.
-var errMarginAlt = [...]float64{1.3, 1.6, 2, 2.5, 3.2, 5}
+// (equal weights): it is most sensitive to error rates 1.3 to 6 times the
+// margin, and 15 lets a broken candidate (a third of its requests failing
+// against none) fail within a few dozen requests.
+var errMarginAlt = [...]float64{1.3, 1.6, 2, 2.6, 3.5, 6, 15}
 
 func newErrorState() errorState {
 	return errorState{LogLik: make([]float64, 2*errHalf+1), AtMargin: make([]float64, len(errMarginAlt)+1)}
