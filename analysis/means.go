@@ -148,7 +148,7 @@ func (j *Judge) bandCheck(t meanTest, enough bool) Check {
 	if t.meanB > 0 {
 		ch.Effect = t.meanC / t.meanB
 	}
-	desc := fmt.Sprintf("output tokens: the candidate's answers average %.4g tokens (%d answers) against production's %.4g (%d), a ratio of %.3g",
+	desc := fmt.Sprintf("output_tokens: the candidate's answers average %.4g tokens (%d answers) against production's %.4g (%d), a ratio of %.3g",
 		t.meanC, t.nc, t.meanB, t.nb, ch.Effect)
 	if !t.ready || t.meanB <= 0 {
 		ch.Reason = desc + fmt.Sprintf(": not decided yet (the test starts after %d answers on each side)", meanMinN)

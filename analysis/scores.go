@@ -102,14 +102,11 @@ func (j *Judge) scoreCheck(metric string, s scoreState, higherIsWorse, enough bo
 	lo, hi := s.Bet.cs()
 	ch.Effect, ch.Lower, ch.Upper, ch.EValue = s.Bet.Mean, lo, hi, ev
 	word, what := "slower", metric
-	if !higherIsWorse {
-		word, what = "slower", "tokens per second"
-	}
 	switch metric {
-	case MetricLatency:
-		what = "latency"
 	case MetricTTFT:
-		what = "time to first token"
+		what = "ttft (time to first token)"
+	case MetricTokensPerSec:
+		what = "tokens_per_sec (output tokens per second)"
 	}
 	compared := fmt.Sprintf("%s: each of %d candidate requests was ranked among production's %d requests of the same minutes; allowing %s, the candidate was %s than %.0f%% of them (between %.0f%% and %.0f%%; an identical version gives about 50%%)",
 		what, s.Bet.N, s.Reference, margin, word, 100*ch.Effect, 100*lo, 100*hi)
@@ -167,8 +164,8 @@ func (j *Judge) tailCheck(q float64, enough bool) (Check, bool) {
 	lo, _ := betaCS(k, t.N, 1, 1, j.alphaK)
 	hi := belowUpper(k, t.N, j.cfg.PassRisk)
 	ch.Effect, ch.Lower, ch.Upper, ch.EValue = float64(k)/float64(t.N), lo, hi, ev
-	compared := fmt.Sprintf("latency %s: allowing %s, %d of %d candidate requests (%.1f%%, between %.1f%% and %.1f%%) were slower than production's %s of the same minutes, where production itself has %.0f%%",
-		name, margin, k, t.N, 100*ch.Effect, 100*lo, 100*hi, name, 100*p0)
+	compared := fmt.Sprintf("%s (the slowest requests): allowing %s, %d of %d candidate requests (%.1f%%, between %.1f%% and %.1f%%) were slower than production's %s of the same minutes, where production itself has %.0f%%",
+		ch.Metric, margin, k, t.N, 100*ch.Effect, 100*lo, 100*hi, name, 100*p0)
 	if name == "p99" {
 		ch.Detail = fmt.Sprintf("tail_latency:p99: %d of %d U-scores above 0.995 (the e-value averages p99's and p99.5's); ", t.Above995, t.N)
 	}

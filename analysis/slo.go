@@ -109,8 +109,8 @@ func (j *Judge) sloCheck(i int, enough bool) Check {
 		ch.EValue = expClamp(betaMixLogE(st.Above, st.N, 1, 1, p0))
 	}
 	share := float64(st.Above) / float64(st.N)
-	desc := fmt.Sprintf("%s %s: %d of %d candidate requests took longer than the SLO's %v (%.2g%%, between %.2g%% and %.2g%%) where the SLO allows %.3g%%; the candidate's %s is about %s",
-		s.Metric, pname, st.Above, st.N, s.Max, 100*share, 100*pLo, 100*pHi, 100*p0, pname, fmtSeconds(ch.Effect))
+	desc := fmt.Sprintf("%s: %d of %d candidate requests took longer than the SLO's %v (%.2g%%, between %.2g%% and %.2g%%) where the SLO allows %.3g%%; the candidate's %s is about %s",
+		ch.Metric, st.Above, st.N, s.Max, 100*share, 100*pLo, 100*pHi, 100*p0, pname, fmtSeconds(ch.Effect))
 	ch.Detail = fmt.Sprintf("%s: beta-binomial mixture e-value %s against a share <= %g (fail when the share's lower bound at 1-alpha = %.5g is above it); pass when the upper bound at 1-%g is below it",
 		ch.Metric, num(ch.EValue), p0, 1-j.alphaK, j.cfg.PassRisk)
 	switch {
