@@ -90,7 +90,11 @@ func TestAAWithoutMargins(t *testing.T) {
 // the candidate's requests at random too, not take the first ones: those
 // sit in the slow start and would make an identical version look slower.
 func TestAADriftWithinWindow(t *testing.T) {
-	const rollouts, looks, perLook, share = 300, 15, 200, 0.9
+	const looks, perLook, share = 15, 200, 0.9
+	rollouts := 300
+	if testing.Short() || raceEnabled {
+		rollouts = 60
+	}
 	slowStart := func(s modelslot.Series, start time.Time) modelslot.Series {
 		for i := range s.Samples {
 			if s.Samples[i].Time.Sub(start) < 100*time.Millisecond {
@@ -118,8 +122,8 @@ func TestAADriftWithinWindow(t *testing.T) {
 			}
 		}
 	}
-	rate := float64(n) / rollouts
-	bound := 0.01 + 3*math.Sqrt(0.01*0.99/rollouts)
+	rate := float64(n) / float64(rollouts)
+	bound := 0.01 + 3*math.Sqrt(0.01*0.99/float64(rollouts))
 	t.Logf("A/A with a slow start in every window, candidate at 90%%: %d of %d rollouts ever failed (bound %.4f)", n, rollouts, bound)
 	if rate > bound {
 		t.Errorf("false-fail rate %.4f > %.4f", rate, bound)

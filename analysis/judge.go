@@ -20,7 +20,8 @@ type Check struct {
 	Metric  string  `json:"metric"`
 	Verdict Verdict `json:"verdict"`
 	// CandidateN is the candidate's requests judged; BaselineN production's
-	// (for U-score checks: the production requests they were ranked among).
+	// (for U-score checks: the production requests they were ranked among;
+	// for bucket-only latency, TTFT and tokens/s: time-matched buckets).
 	CandidateN int `json:"candidateN"`
 	BaselineN  int `json:"baselineN"`
 	// Effect is, for errors, the candidate/production error-rate ratio; for

@@ -122,10 +122,14 @@ func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
 		ch.Verdict, ch.Needed = Pass, 0
 		ch.Reason = fmt.Sprintf("%s: pass, the ratio is surely within %.3g", compared, ch.Threshold)
 	default:
+		// In buckets, then in candidate requests at the buckets' average.
 		if higherIsWorse {
 			ch.Needed = needed(t.nc, ch.Effect, ch.Lower, ch.Upper, ch.FailBound, ch.Threshold, false)
 		} else {
 			ch.Needed = needed(t.nc, -ch.Effect, -ch.Upper, -ch.Lower, -ch.FailBound, -ch.Threshold, false)
+		}
+		if ch.Needed > 0 && t.nc > 0 {
+			ch.Needed = int(math.Ceil(float64(ch.Needed) * float64(j.st.CandidateRequests) / float64(t.nc)))
 		}
 		ch.Reason = fmt.Sprintf("%s: not decided yet (a pass needs the ratio surely within %.3g)", compared, ch.Threshold)
 		if !enough {

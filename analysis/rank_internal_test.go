@@ -18,12 +18,16 @@ func TestUScoresAreUniformUnderTheNull(t *testing.T) {
 		"lognormal 1.2": func(r *rand.Rand) float64 { return math.Exp(1.2 * r.NormFloat64()) },
 		"token counts":  func(r *rand.Rand) float64 { return float64(r.IntN(5)) }, // heavy ties
 	}
+	samples := 20000
+	if testing.Short() {
+		samples = 5000
+	}
 	for name, draw := range draws {
 		for _, share := range []float64{0.01, 0.1, 0.5, 0.9} {
 			for _, size := range []int{3, 40, 400} {
 				rng := rand.New(rand.NewPCG(uint64(size), uint64(share*100)))
 				var us []float64
-				for len(us) < 20000 {
+				for len(us) < samples {
 					var c, b []float64
 					for range size {
 						if rng.Float64() < share {
@@ -57,8 +61,12 @@ func TestUScoresAreUniformUnderTheNull(t *testing.T) {
 // all looks in at least 1 - alpha of the runs. A faster candidate (scores
 // below 1/2) never fails.
 func TestBettingIsValidAtEveryN(t *testing.T) {
-	const runs, n, alpha = 2000, 400, 0.05
-	bound := alpha + 3*math.Sqrt(alpha*(1-alpha)/runs)
+	const n, alpha = 400, 0.05
+	runs := 2000
+	if testing.Short() {
+		runs = 500
+	}
+	bound := alpha + 3*math.Sqrt(alpha*(1-alpha)/float64(runs))
 	rng := rand.New(rand.NewPCG(1, 2))
 	fails, misses, fasterFails := 0, 0, 0
 	for range runs {
@@ -84,8 +92,8 @@ func TestBettingIsValidAtEveryN(t *testing.T) {
 			misses++
 		}
 	}
-	t.Logf("null: %d of %d runs rejected, the sequence missed the mean in %d (bound %.0f)", fails, runs, misses, bound*runs)
-	if float64(fails)/runs > bound || float64(misses)/runs > 2*bound || fasterFails > 0 {
+	t.Logf("null: %d of %d runs rejected, the sequence missed the mean in %d (bound %.0f)", fails, runs, misses, bound*float64(runs))
+	if float64(fails)/float64(runs) > bound || float64(misses)/float64(runs) > 2*bound || fasterFails > 0 {
 		t.Errorf("rejected %d, missed %d of %d runs (bound %.3f); a faster candidate failed %d times", fails, misses, runs, bound, fasterFails)
 	}
 	// Power: scores with mean 0.6 are found out within 400.
