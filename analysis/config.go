@@ -43,6 +43,12 @@ type Config struct {
 	// is no different from production, however often it looks. It is split
 	// equally across the checks that can fail (Bonferroni). Default 0.01.
 	Alpha float64 `json:"alpha,omitempty"`
+	// PassRisk bounds, for each check, the probability that it ever passes
+	// a candidate worse than its pass bound (the upper ends of the
+	// confidence sequences are at level 1 - PassRisk; the lower ends, which
+	// decide fails, at 1 - Alpha/k). A pass is also held back until
+	// MinSamples. In (0, 0.5]. Default 0.05.
+	PassRisk float64 `json:"passRisk,omitempty"`
 	// MinSamples is the number of candidate requests needed before any pass.
 	// A fail can come earlier, but only from an e-value crossing 1/alpha (or an
 	// SLO confidence sequence crossing its limit). Default 200.
@@ -52,12 +58,28 @@ type Config struct {
 	// it. Must be > 1. Default 1.5.
 	MaxErrorRatio float64 `json:"maxErrorRatio,omitempty"`
 	// MaxErrorRate is an absolute floor: errors also pass when the upper
-	// confidence bound of the candidate's error rate is below it. Default 0.02;
-	// a negative value disables the floor.
+	// confidence bound of the candidate's error rate is below it and the
+	// candidate's error rate is not surely above production's by more than
+	// the margin. Keep it well below production's rate (a floor of 2% let
+	// 0.5% -> 1% through). Default 0.01; a negative value disables the floor.
 	MaxErrorRate float64 `json:"maxErrorRate,omitempty"`
-	// MaxSlowerProb is the largest acceptable P(candidate slower than
-	// production) for latency and TTFT. In (0.5, 1). Default 0.6.
+	// MaxSlowerProb is the pass bound of latency, TTFT and tokens per
+	// second: the share of production's requests (of the same minutes) that
+	// the candidate, less the margins, may be worse than. An identical
+	// version gives 0.5; a pass needs the confidence sequence's upper bound
+	// below MaxSlowerProb. In (0.5, 1). Default 0.56.
 	MaxSlowerProb float64 `json:"maxSlowerProb,omitempty"`
+	// RelMargin and AbsMargin are the practical margins of latency, TTFT
+	// and their tails (tokens per second: RelMargin only): these checks fail
+	// only when the candidate is surely slower than production by more than
+	// RelMargin x production + AbsMargin. Defaults 0.05 (5%) and 5 ms; a
+	// negative value means no margin of that kind.
+	RelMargin float64       `json:"relMargin,omitempty"`
+	AbsMargin time.Duration `json:"absMargin,omitempty"`
+	// ErrorRatioMargin is the errors check's margin: it fails only when the
+	// candidate's error rate is surely more than ErrorRatioMargin times
+	// production's. In [1, MaxErrorRatio). Default 1.1.
+	ErrorRatioMargin float64 `json:"errorRatioMargin,omitempty"`
 	// MinTokensRatio is the smallest acceptable candidate/production ratio of
 	// mean tokens per second. In (0, 1). Default 0.8. With bucket-only data its
 	// inverse is also the largest acceptable ratio of mean latency and TTFT.
@@ -90,16 +112,16 @@ type SLO struct {
 const (
 	DefaultAlpha          = 0.01
 	DefaultMinSamples     = 200
+	DefaultPassRisk       = 0.05
 	DefaultMaxErrorRatio  = 1.5
-	DefaultMaxErrorRate   = 0.02
-	DefaultMaxSlowerProb  = 0.6
+	DefaultMaxErrorRate   = 0.01
+	DefaultMaxSlowerProb  = 0.56
+	DefaultRelMargin      = 0.05
+	DefaultAbsMargin      = 5 * time.Millisecond
+	DefaultErrorMargin    = 1.1
 	DefaultMinTokensRatio = 0.8
 	DefaultMinOutputRatio = 0.5
 	DefaultMaxOutputRatio = 2.0
-	// TailMaxRatio is the largest acceptable ratio of the candidate's rate of
-	// requests above production's p95 to production's own (the pass bound of
-	// the tail_latency check).
-	TailMaxRatio = 2.0
 )
 
 func (c Config) withDefaults() Config {
@@ -109,6 +131,9 @@ func (c Config) withDefaults() Config {
 	if c.MinSamples == 0 {
 		c.MinSamples = DefaultMinSamples
 	}
+	if c.PassRisk == 0 {
+		c.PassRisk = DefaultPassRisk
+	}
 	if c.MaxErrorRatio == 0 {
 		c.MaxErrorRatio = DefaultMaxErrorRatio
 	}
@@ -117,6 +142,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSlowerProb == 0 {
 		c.MaxSlowerProb = DefaultMaxSlowerProb
+	}
+	if c.RelMargin == 0 {
+		c.RelMargin = DefaultRelMargin
+	}
+	if c.AbsMargin == 0 {
+		c.AbsMargin = DefaultAbsMargin
+	}
+	if c.ErrorRatioMargin == 0 {
+		c.ErrorRatioMargin = min(DefaultErrorMargin, (1+c.MaxErrorRatio)/2)
 	}
 	if c.MinTokensRatio == 0 {
 		c.MinTokensRatio = DefaultMinTokensRatio
@@ -139,6 +173,9 @@ func (c Config) validate() error {
 	if !finite(c.Alpha) || c.Alpha <= 0 || c.Alpha > 0.5 {
 		return bad("Alpha", "%g is not in (0, 0.5]", c.Alpha)
 	}
+	if !finite(c.PassRisk) || c.PassRisk <= 0 || c.PassRisk > 0.5 {
+		return bad("PassRisk", "%g is not in (0, 0.5]", c.PassRisk)
+	}
 	if c.MinSamples < 1 {
 		return bad("MinSamples", "%d must be at least 1", c.MinSamples)
 	}
@@ -150,6 +187,15 @@ func (c Config) validate() error {
 	}
 	if !finite(c.MaxSlowerProb) || c.MaxSlowerProb <= 0.5 || c.MaxSlowerProb >= 1 {
 		return bad("MaxSlowerProb", "%g is not in (0.5, 1)", c.MaxSlowerProb)
+	}
+	if !finite(c.RelMargin) || c.RelMargin > 1 {
+		return bad("RelMargin", "%g must be at most 1 (0.05 is 5%%; negative: no relative margin)", c.RelMargin)
+	}
+	if c.AbsMargin > time.Minute {
+		return bad("AbsMargin", "%v must be at most 1m", c.AbsMargin)
+	}
+	if !finite(c.ErrorRatioMargin) || c.ErrorRatioMargin < 1 || c.ErrorRatioMargin >= c.MaxErrorRatio {
+		return bad("ErrorRatioMargin", "%g must be at least 1 and below MaxErrorRatio %g", c.ErrorRatioMargin, c.MaxErrorRatio)
 	}
 	if !finite(c.MinTokensRatio) || c.MinTokensRatio <= 0 || c.MinTokensRatio >= 1 {
 		return bad("MinTokensRatio", "%g is not in (0, 1)", c.MinTokensRatio)

@@ -27,9 +27,10 @@ const (
 	errCSHalf = 68             // reported confidence sequence range: 0.05 .. 50
 )
 
-// errAlt are the grid offsets of the alternatives mixed over, ratios
-// ~ 1.25, 1.5, 2, 3, 5, 10 with equal weights.
-var errAlt = [...]int{4, 7, 12, 19, 28, 40}
+// errAlt are the grid offsets of the alternatives mixed over by the
+// confidence sequence, ratios ~ 1.12, 1.26, 1.5, 2, 3, 5 with equal
+// weights.
+var errAlt = [...]int{2, 4, 7, 12, 19, 28}
 
 var errRatio = func() []float64 {
 	r := make([]float64, 2*errHalf+1)
@@ -41,18 +42,30 @@ var errRatio = func() []float64 {
 
 type errorState struct {
 	// LogLik[i] is log L(r_i) - log L(1) for r_i = exp((i-108) * ln(10)/40).
-	LogLik       []float64 `json:"logLik"`
+	LogLik []float64 `json:"logLik"`
+	// AtMargin[0] is log L(r0) - log L(1) for the margin r0, AtMargin[i]
+	// the same for r0 * errMarginAlt[i-1]: the fail test's likelihoods,
+	// exact at r0 wherever it falls on the grid.
+	AtMargin     []float64 `json:"atMargin"`
 	CandRequests int64     `json:"candRequests"`
 	CandErrors   int64     `json:"candErrors"`
 	BaseRequests int64     `json:"baseRequests"`
 	BaseErrors   int64     `json:"baseErrors"`
 }
 
-func newErrorState() errorState { return errorState{LogLik: make([]float64, 2*errHalf+1)} }
+// errMarginAlt are the ratios to the margin r0 mixed over by the fail test
+// (equal weights): it is most sensitive to error rates 1.3 to 6 times the
+// margin, and 15 lets a broken candidate (a third of its requests failing
+// against none) fail within a few dozen requests.
+var errMarginAlt = [...]float64{1.3, 1.6, 2, 2.6, 3.5, 6, 15}
+
+func newErrorState() errorState {
+	return errorState{LogLik: make([]float64, 2*errHalf+1), AtMargin: make([]float64, len(errMarginAlt)+1)}
+}
 
 // add consumes one time bucket: nc requests and ec errors of the candidate,
 // nb and eb of production.
-func (e *errorState) add(nc, ec, nb, eb int64) {
+func (e *errorState) add(nc, ec, nb, eb int64, r0 float64) {
 	if nc < 0 || nb < 0 || ec < 0 || eb < 0 {
 		return
 	}
@@ -70,22 +83,34 @@ func (e *errorState) add(nc, ec, nb, eb int64) {
 		// log of (r q/(r q+1-q))^c ((1-q)/(r q+1-q))^(t-c) / (q^c (1-q)^(t-c))
 		e.LogLik[i] += c*float64(i-errHalf)*errStep - t*math.Log1p(q*(r-1))
 	}
+	for i := range e.AtMargin {
+		r := r0
+		if i > 0 {
+			r *= errMarginAlt[i-1]
+		}
+		e.AtMargin[i] += c*math.Log(r) - t*math.Log1p(q*(r-1))
+	}
 }
 
-// eValue is the mixture over r in {1.25, ..., 10} against r = 1 (one-sided:
-// only a candidate that fails more often raises it).
+// eValue is the fail test's mixture over r = r0 * m, m in errMarginAlt,
+// against r0 (one-sided: only a candidate that fails more often than r0
+// times production raises it). For every true ratio r <= r0 each term is a
+// supermartingale with mean at most 1.
 func (e *errorState) eValue() float64 {
 	var s float64
-	for _, a := range errAlt {
-		s += math.Exp(e.LogLik[errHalf+a] - e.LogLik[errHalf])
+	for i := 1; i < len(e.AtMargin); i++ {
+		s += math.Exp(min(e.AtMargin[i]-e.AtMargin[0], 690))
 	}
-	return s / float64(len(errAlt))
+	return s / float64(len(errMarginAlt))
 }
 
-// cs returns the confidence sequence for the rate ratio: the grid ratios r0
-// whose two-sided mixture e-value (alternatives r0*m and r0/m, m as in
-// errAlt, equal weights) is below 1/alpha, and the conditional MLE of r.
-// The bounds are clipped to the grid: 0 means "below 0.05", 50 "above 50".
+// cs returns the confidence sequence for the rate ratio and the
+// conditional MLE of r. Each end is a one-sided test at every grid ratio
+// r_i: the lower bound is the largest r_i where the mixture over r_i m
+// (m as in errAlt, equal weights) against r_i reached 1/alpha (so r > r_i),
+// the upper bound the smallest r_i where the mixture over r_i / m did (so
+// r < r_i). The bounds are clipped to the grid: 0 means "below 0.05", 50
+// "above 50".
 func (e *errorState) cs(alpha float64) (mle, lo, hi float64) {
 	best := errHalf
 	for d := 1; d <= errCSHalf; d++ { // ties resolved towards r = 1
@@ -96,68 +121,85 @@ func (e *errorState) cs(alpha float64) (mle, lo, hi float64) {
 		}
 	}
 	mle = errRatio[best]
-	loK, hiK := math.MaxInt, math.MinInt
-	limit := 1 / alpha
-	for i := errHalf - errCSHalf; i <= errHalf+errCSHalf; i++ {
-		var s float64
+	limit := -math.Log(alpha)
+	mix := func(i, dir int) float64 {
+		terms := make([]float64, 0, len(errAlt))
 		for _, a := range errAlt {
-			s += math.Exp(e.LogLik[i+a]-e.LogLik[i]) + math.Exp(e.LogLik[i-a]-e.LogLik[i])
+			terms = append(terms, e.LogLik[i+dir*a]-e.LogLik[i])
 		}
-		if s/float64(2*len(errAlt)) < limit {
-			loK, hiK = min(loK, i), max(hiK, i)
+		return logMeanExp(terms)
+	}
+	loK, hiK := errHalf-errCSHalf, errHalf+errCSHalf
+	for i := errHalf + errCSHalf; i >= errHalf-errCSHalf; i-- {
+		if mix(i, 1) >= limit {
+			loK = i
+			break
 		}
 	}
-	if loK > hiK { // every grid ratio rejected: the truth is beyond the grid
-		if best > errHalf {
-			return mle, errRatio[errHalf+errCSHalf], errRatio[errHalf+errCSHalf]
+	for i := errHalf - errCSHalf; i <= errHalf+errCSHalf; i++ {
+		if mix(i, -1) >= limit {
+			hiK = i
+			break
 		}
-		return mle, 0, 0
 	}
 	lo, hi = errRatio[loK], errRatio[hiK]
 	if loK == errHalf-errCSHalf {
 		lo = 0
 	}
+	if hiK < loK { // both ends rejected around an extreme MLE
+		lo, hi = min(lo, hi), max(lo, hi)
+	}
 	return mle, lo, hi
 }
 
-// errorRatePrior is the Beta prior of the mixture bound on the candidate's
-// absolute error rate; Beta(1/2, 10) puts its mass on small rates, which is
-// where gates live, and makes the bound tight there.
-const errorRatePriorA, errorRatePriorB = 0.5, 10
-
 func (j *Judge) errorsCheck(enough bool) (Check, bool) {
 	e := &j.st.Errors
+	r0 := j.cfg.ErrorRatioMargin
+	ch := Check{Metric: MetricErrors, CandidateN: int(e.CandRequests), BaselineN: int(e.BaseRequests),
+		Threshold: j.cfg.MaxErrorRatio, FailBound: r0, Margin: r0 - 1, Alpha: j.alphaK, EValue: 1,
+		Verdict: Inconclusive, Needed: -1, Unit: "error-rate ratio"}
 	if e.CandRequests == 0 || e.BaseRequests == 0 {
-		return Check{Metric: MetricErrors, Verdict: Inconclusive, Threshold: j.cfg.MaxErrorRatio,
-			CandidateN: int(e.CandRequests), BaselineN: int(e.BaseRequests), EValue: 1,
-			Reason: "errors: no requests yet on one side"}, false
+		ch.Reason = "errors: no requests yet on one side"
+		ch.Detail = ch.Reason
+		return ch, false
 	}
-	mle, lo, hi := e.cs(j.alphaK)
+	mle, lo, _ := e.cs(j.alphaK)
+	_, passLo, hi := e.cs(j.cfg.PassRisk)
 	ev := e.eValue()
-	_, rateHi := betaCS(int(e.CandErrors), int(e.CandRequests), errorRatePriorA, errorRatePriorB, j.alphaK)
-	ch := Check{
-		Metric: MetricErrors, CandidateN: int(e.CandRequests), BaselineN: int(e.BaseRequests),
-		Effect: mle, Lower: lo, Upper: hi, EValue: ev, Threshold: j.cfg.MaxErrorRatio,
+	floorE := 0.0
+	if j.cfg.MaxErrorRate > 0 {
+		floorE = belowLogE(int(e.CandErrors), int(e.CandRequests), j.cfg.MaxErrorRate)
 	}
-	desc := fmt.Sprintf("errors: %d of %d candidate requests (%s) vs %d of %d (%s)",
+	belowFloor := j.cfg.MaxErrorRate > 0 && floorE >= -math.Log(j.cfg.PassRisk)
+	ch.Effect, ch.Lower, ch.Upper, ch.EValue = mle, lo, hi, ev
+	top := errRatio[errHalf+errCSHalf]
+	compared := fmt.Sprintf("errors: %d of %d candidate requests failed (%s) against %d of %d in production (%s) in the same 10 s buckets; the candidate's error rate is %.2gx production's (between %s and %s)",
 		e.CandErrors, e.CandRequests, pct(e.CandErrors, e.CandRequests),
-		e.BaseErrors, e.BaseRequests, pct(e.BaseErrors, e.BaseRequests))
-	limit := 1 / j.alphaK
+		e.BaseErrors, e.BaseRequests, pct(e.BaseErrors, e.BaseRequests), mle, num(lo), upperText(hi, top))
+	ch.Detail = fmt.Sprintf("errors: e-value %s against ratio <= %g (fail at %s = 1/alpha, alpha %.4g); confidence sequence [%s, %s] (lower at 1-alpha, upper at 1-%g); e-value %s against the candidate's rate >= the floor %.3g%% (pass at %s)",
+		num(ev), r0, num(1/j.alphaK), j.alphaK, num(lo), upperText(hi, top), j.cfg.PassRisk, num(expClamp(floorE)), 100*j.cfg.MaxErrorRate, num(1/j.cfg.PassRisk))
 	switch {
-	case ev >= limit:
-		ch.Verdict = Fail
-		ch.Reason = fmt.Sprintf("%s; e-value %s >= %s = 1/alpha: the candidate fails more often (rate ratio %.3g, between %s and %s)",
-			desc, num(ev), num(limit), mle, num(lo), upperText(hi, errRatio[errHalf+errCSHalf]))
+	case ev >= 1/j.alphaK:
+		ch.Verdict, ch.Needed = Fail, 0
+		ch.Reason = compared + fmt.Sprintf(": fail, it is surely more than %gx production's", r0)
 	case enough && hi < j.cfg.MaxErrorRatio:
-		ch.Verdict = Pass
-		ch.Reason = fmt.Sprintf("%s; rate ratio %.3g, at most %s < %g", desc, mle, num(hi), j.cfg.MaxErrorRatio)
-	case enough && j.cfg.MaxErrorRate > 0 && rateHi < j.cfg.MaxErrorRate:
-		ch.Verdict = Pass
-		ch.Reason = fmt.Sprintf("%s; the candidate's error rate is at most %.2g%% < %.2g%%", desc, 100*rateHi, 100*j.cfg.MaxErrorRate)
+		ch.Verdict, ch.Needed = Pass, 0
+		ch.Reason = compared + fmt.Sprintf(": pass, it is surely below %gx", j.cfg.MaxErrorRatio)
+	case enough && belowFloor && passLo <= r0:
+		ch.Verdict, ch.Needed = Pass, 0
+		ch.Reason = compared + fmt.Sprintf(": pass, the candidate's own error rate is surely below %.3g%%", 100*j.cfg.MaxErrorRate)
 	default:
-		ch.Verdict = Inconclusive
-		ch.Reason = fmt.Sprintf("%s; e-value %s < %s; rate ratio %.3g could be up to %s (pass needs < %g) and the rate up to %.2g%%",
-			desc, num(ev), num(limit), mle, upperText(hi, errRatio[errHalf+errCSHalf]), j.cfg.MaxErrorRatio, 100*rateHi)
+		// On a log scale, from the side that decides: the upper end for a
+		// pass, the lower end for a fail.
+		if mle > 0 && mle < j.cfg.MaxErrorRatio && hi > mle {
+			w, gap := math.Log(min(hi, top)/mle), math.Log(j.cfg.MaxErrorRatio/mle)
+			ch.Needed = max(1, int(math.Ceil(float64(e.CandRequests)*((w/gap)*(w/gap)-1))))
+		} else if mle > r0 && lo > 0 {
+			w, gap := math.Log(mle/lo), math.Log(mle/r0)
+			ch.Needed = max(1, int(math.Ceil(float64(e.CandRequests)*((w/gap)*(w/gap)-1))))
+		}
+		ch.Reason = compared + fmt.Sprintf(": not decided yet (a fail needs it surely above %gx, a pass surely below %gx or the candidate's rate surely below %.3g%%)",
+			r0, j.cfg.MaxErrorRatio, 100*j.cfg.MaxErrorRate)
 		if !enough {
 			ch.Reason += j.needMore()
 		}

@@ -15,28 +15,54 @@ import (
 // Check is the evidence about one metric.
 type Check struct {
 	// Metric is "errors", "latency", "ttft", "tokens_per_sec",
-	// "tail_latency:p95" or "slo:<metric>:p<q>".
-	Metric     string  `json:"metric"`
-	Verdict    Verdict `json:"verdict"`
-	CandidateN int     `json:"candidateN"`
-	BaselineN  int     `json:"baselineN"`
+	// "tail_latency:p95", "tail_latency:p99", "output_tokens" or
+	// "slo:<metric>:p<q>".
+	Metric  string  `json:"metric"`
+	Verdict Verdict `json:"verdict"`
+	// CandidateN is the candidate's requests judged; BaselineN production's
+	// (for U-score checks: the production requests they were ranked among;
+	// for bucket-only latency, TTFT and tokens/s: time-matched buckets).
+	CandidateN int `json:"candidateN"`
+	BaselineN  int `json:"baselineN"`
 	// Effect is, for errors, the candidate/production error-rate ratio; for
-	// latency and TTFT, P(candidate slower than production) (with bucket-only
-	// data: the ratio of mean latencies); for tokens/s, the ratio of means;
-	// for tail_latency, the ratio of the candidate's rate above production's
-	// p95 to production's own; for an SLO, the observed quantile in seconds.
+	// latency, TTFT and tokens/s, the share of production's requests of the
+	// same minutes that the candidate's requests, less the margins, were
+	// worse than (0.5 for an identical version; with bucket-only data the
+	// ratio of mean latencies or tokens/s); for a tail, the candidate's share
+	// of requests above production's p95 or p99 (less the margins); for
+	// output_tokens the ratio of means; for an SLO, the observed quantile in
+	// seconds. Unit names it.
 	Effect float64 `json:"effect"`
+	Unit   string  `json:"unit,omitempty"`
 	// Lower and Upper bound Effect by a confidence sequence at level
-	// 1 - Alpha/k (see Judge): valid at every look at once.
+	// 1 - Alpha: valid at every look at once.
 	Lower float64 `json:"lower"`
 	Upper float64 `json:"upper"`
-	// EValue is the current value of the test martingale (e-process); the
-	// check fails when it reaches k/Alpha.
+	// EValue is the current value of the test's e-process; the check fails
+	// when it reaches 1/Alpha.
 	EValue float64 `json:"eValue"`
-	// Threshold is the harm bound a pass must exclude.
+	// Alpha is the check's share of the gate's alpha.
+	Alpha float64 `json:"alpha,omitempty"`
+	// Threshold is the pass bound: a pass needs the interval entirely on the
+	// good side of it. FailBound is the fail bound: a fail means the effect
+	// is surely beyond it.
 	Threshold float64 `json:"threshold"`
-	// Reason says it in plain words with the numbers.
+	FailBound float64 `json:"failBound,omitempty"`
+	// Margin and MarginAbs (seconds) are the practical margins: the check
+	// fails only when the candidate is worse than production by more than
+	// Margin (relative; for errors the rate ratio minus 1) plus MarginAbs.
+	Margin    float64 `json:"margin,omitempty"`
+	MarginAbs float64 `json:"marginAbs,omitempty"`
+	// Needed is a plain estimate of the candidate requests still needed to
+	// conclude (pass or fail), assuming the interval narrows as 1/sqrt(n)
+	// and the effect stays where it is; 0 when decided, -1 when unknown.
+	Needed int `json:"needed"`
+	// Reason says, in one plain sentence, what was compared, by how much the
+	// candidate differs (with its interval), the margin and why that passes,
+	// fails or does not decide yet. Detail has the statistics (e-value,
+	// alpha, bounds).
 	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Result is the verdict of a gate at one look, with the evidence.
@@ -51,10 +77,11 @@ type Result struct {
 // controller keeps one Judge per gate and passes Observe only the data that
 // is new since the previous call (windows [from, to) that follow each other).
 //
-// Every check that can fail gets Alpha/k, k = the number of comparison
-// metrics configured (5 by default, whether or not they have data) plus the
-// number of SLOs (Bonferroni), so that the probability that the gate ever
-// fails a candidate no worse than production stays <= Alpha.
+// Every check that can fail gets Alpha/k, k = the number of checks the
+// configured comparison metrics make (7 by default, tail_latency counting
+// twice for p95 and p99, whether or not they have data) plus the number of
+// SLOs (Bonferroni), so that the probability that the gate ever fails a
+// candidate no worse than production (by the margins) stays <= Alpha.
 //
 // A Judge is not safe for concurrent use.
 type Judge struct {
@@ -65,27 +92,40 @@ type Judge struct {
 	st       judgeState
 }
 
-const stateVersion = 1
+const stateVersion = 2
 
 // judgeState is everything a Judge learns; State serialises it.
 type judgeState struct {
 	Version int `json:"version"`
-	// Looks counts Observe calls; it also seeds the look's random pairing
-	// and tie-breaking, so a restored judge continues identically.
+	// Looks counts Observe calls; it also seeds the look's random order of
+	// revelation and tie-breaking, so a restored judge continues
+	// identically.
 	Looks             uint64                `json:"looks"`
 	CandidateRequests int64                 `json:"candidateRequests"`
 	Incomplete        bool                  `json:"incomplete"`
 	Errors            errorState            `json:"errors"`
-	Latency           pairState             `json:"latency"`
-	TTFT              pairState             `json:"ttft"`
+	Latency           scoreState            `json:"latency"`
+	TTFT              scoreState            `json:"ttft"`
+	Tokens            scoreState            `json:"tokens"`
 	Tail              tailState             `json:"tail"`
-	Tokens            meanState             `json:"tokens"`
 	Output            meanState             `json:"output"`
 	BucketLatency     diffState             `json:"bucketLatency"`
 	BucketTTFT        diffState             `json:"bucketTTFT"`
 	BucketTokens      diffState             `json:"bucketTokens"`
 	SLO               []sloState            `json:"slo"`
 	Hist              map[string]*histogram `json:"hist,omitempty"`
+}
+
+// checkCount is k of the Bonferroni split: tail_latency makes two checks.
+func checkCount(metrics []string, slos int) int {
+	k := slos
+	for _, m := range metrics {
+		k++
+		if m == MetricTailLatency {
+			k++
+		}
+	}
+	return k
 }
 
 // NewJudge returns a Judge for one gate; the error names the invalid field.
@@ -96,8 +136,11 @@ func NewJudge(cfg Config) (*Judge, error) {
 	}
 	ms, explicit := cfg.metrics()
 	j := &Judge{cfg: cfg, metrics: ms, explicit: explicit}
-	j.alphaK = cfg.Alpha / float64(len(ms)+len(cfg.SLO))
+	j.alphaK = cfg.Alpha / float64(checkCount(ms, len(cfg.SLO)))
 	j.st = judgeState{Version: stateVersion, Errors: newErrorState(), SLO: make([]sloState, len(cfg.SLO))}
+	for _, sc := range []*scoreState{&j.st.Latency, &j.st.TTFT, &j.st.Tokens} {
+		sc.Bet = newBetState(j.alphaK, cfg.PassRisk)
+	}
 	for _, s := range cfg.SLO {
 		if j.st.Hist == nil {
 			j.st.Hist = map[string]*histogram{}
@@ -141,8 +184,12 @@ func RestoreJudge(cfg Config, state json.RawMessage) (*Judge, error) {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state version %d, want %d", st.Version, stateVersion)
 	case len(st.Errors.LogLik) != 2*errHalf+1:
 		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has %d error-ratio grid points, want %d", len(st.Errors.LogLik), 2*errHalf+1)
+	case len(st.Errors.AtMargin) != len(errMarginAlt)+1:
+		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has %d error-margin terms, want %d", len(st.Errors.AtMargin), len(errMarginAlt)+1)
 	case len(st.SLO) != len(cfg.SLO):
 		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has %d SLOs, the config %d", len(st.SLO), len(cfg.SLO))
+	case !st.Latency.Bet.valid() || !st.TTFT.Bet.valid() || !st.Tokens.Bet.valid():
+		return nil, modelslot.Errorf(modelslot.EINVALID, "restore judge: state has a betting grid of the wrong size")
 	}
 	for _, s := range cfg.SLO {
 		if st.Hist[s.Metric] == nil {
@@ -154,11 +201,11 @@ func RestoreJudge(cfg Config, state json.RawMessage) (*Judge, error) {
 }
 
 // Observe consumes the data of one window, the same for both slots, that
-// follows the previous window. Raw samples are paired and bucketed as
-// described in docs/ANALYSIS.md; when either side has only Buckets, both are
-// judged from buckets (errors from counts, means from bucket means). A window
-// that is not Complete is consumed too, but the gate cannot pass until a
-// complete window has been observed after it.
+// follows the previous window. Raw samples are ranked as described in
+// docs/ANALYSIS.md; when either side has only Buckets, both are judged from
+// buckets (errors from counts, means from bucket means). A window that is
+// not Complete is consumed too, but the gate cannot pass until a complete
+// window has been observed after it.
 func (j *Judge) Observe(candidate, baseline modelslot.Series) {
 	j.st.Looks++
 	j.st.Incomplete = !candidate.Complete || !baseline.Complete
@@ -172,40 +219,80 @@ func (j *Judge) Observe(candidate, baseline modelslot.Series) {
 
 type slotCounts struct{ nc, ec, nb, eb int64 }
 
-type pairLists struct{ c, b []int32 }
+// errBucket groups errors for the counts test; scoreBlock groups requests
+// for the U-scores (production's distribution of the same minute).
+const (
+	errBucket  = 10 * time.Second
+	scoreBlock = time.Minute
+)
+
+// block holds one score block's successful values per slot.
+type block struct {
+	lat, ttft, tps [2][]float64 // [0] candidate (transformed), [1] production
+}
 
 func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 	j.st.CandidateRequests += int64(len(cand))
-	key := func(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(pairBucket)) }
+	ekey := func(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(errBucket)) }
+	bkey := func(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(scoreBlock)) }
 
-	// Errors: counts per 10 s bucket.
 	counts := map[int64]*slotCounts{}
-	groups := map[int64]*pairLists{}
-	get := func(k int64) (*slotCounts, *pairLists) {
-		c, ok := counts[k]
-		if !ok {
+	blocks := map[int64]*block{}
+	getC := func(k int64) *slotCounts {
+		c := counts[k]
+		if c == nil {
 			c = &slotCounts{}
 			counts[k] = c
-			groups[k] = &pairLists{}
 		}
-		return c, groups[k]
+		return c
 	}
-	for i, s := range cand {
-		c, g := get(key(s.Time))
-		c.nc++
-		if s.Failed() {
-			c.ec++
-		} else {
-			g.c = append(g.c, int32(i))
+	getB := func(k int64) *block {
+		b := blocks[k]
+		if b == nil {
+			b = &block{}
+			blocks[k] = b
 		}
+		return b
 	}
-	for i, s := range base {
-		c, g := get(key(s.Time))
-		c.nb++
-		if s.Failed() {
-			c.eb++
-		} else {
-			g.b = append(g.b, int32(i))
+	for side, ss := range [2][]modelslot.Sample{cand, base} {
+		for _, s := range ss {
+			c := getC(ekey(s.Time))
+			failed := s.Failed()
+			if side == 0 {
+				c.nc++
+				if failed {
+					c.ec++
+				}
+			} else {
+				c.nb++
+				if failed {
+					c.eb++
+				}
+			}
+			if failed {
+				continue // failures are the errors check's business
+			}
+			b := getB(bkey(s.Time))
+			if s.Latency > 0 {
+				v := s.Latency.Seconds()
+				if side == 0 {
+					v = j.transform(v, true)
+				}
+				b.lat[side] = append(b.lat[side], v)
+			}
+			if s.TTFT > 0 {
+				v := s.TTFT.Seconds()
+				if side == 0 {
+					v = j.transform(v, true)
+				}
+				b.ttft[side] = append(b.ttft[side], v)
+			}
+			if v := s.TokensPerSecond(); v > 0 {
+				if side == 0 {
+					v = j.transform(v, false)
+				}
+				b.tps[side] = append(b.tps[side], v)
+			}
 		}
 	}
 	keys := make([]int64, 0, len(counts))
@@ -213,65 +300,51 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(a, b int) bool { return keys[a] < keys[b] })
-
-	// Pairing: a random successful candidate request with a random
-	// successful production request of the same bucket, each used once; the
-	// production requests left over estimate production's p95 for the tail
-	// check. Both sides are drawn at random: the samples come in time order,
-	// and when the candidate is the larger side (the watch after a swap),
-	// taking its first requests would compare the start of the window (where
-	// the previous look's own work slows everyone) with the whole of it.
-	type pair struct{ c, b int32 }
-	var pairs []pair
-	var rest []float64
 	for _, k := range keys {
 		c := counts[k]
-		j.st.Errors.add(c.nc, c.ec, c.nb, c.eb)
-		g := groups[k]
-		rng.Shuffle(len(g.c), func(x, y int) { g.c[x], g.c[y] = g.c[y], g.c[x] })
-		rng.Shuffle(len(g.b), func(x, y int) { g.b[x], g.b[y] = g.b[y], g.b[x] })
-		m := min(len(g.c), len(g.b))
-		for i := range m {
-			pairs = append(pairs, pair{g.c[i], g.b[i]})
-		}
-		for _, bi := range g.b[m:] {
-			rest = append(rest, base[bi].Latency.Seconds())
-		}
+		j.st.Errors.add(c.nc, c.ec, c.nb, c.eb, j.cfg.ErrorRatioMargin)
 	}
-	coin := func() bool { return rng.IntN(2) == 1 }
-	if len(rest) >= tailMinReference {
-		j.st.Tail.Threshold = quantile(rest, 0.95)
-	} else if j.st.Tail.Next > 0 {
-		j.st.Tail.Threshold = j.st.Tail.Next
+	bkeys := make([]int64, 0, len(blocks))
+	for k := range blocks {
+		bkeys = append(bkeys, k)
 	}
-	var all []float64
-	for _, s := range base {
-		if !s.Failed() {
-			all = append(all, s.Latency.Seconds())
+	sort.Slice(bkeys, func(a, b int) bool { return bkeys[a] < bkeys[b] })
+	for _, k := range bkeys {
+		b := blocks[k]
+		if len(b.lat[0]) > 0 {
+			j.st.Latency.Reference += int64(len(b.lat[1]))
+			for _, u := range uScores(b.lat[0], b.lat[1], true, rng) {
+				j.st.Latency.Bet.add(u)
+				j.st.Tail.N++
+				if u > 0.95 {
+					j.st.Tail.Above95++
+				}
+				if u > 0.99 {
+					j.st.Tail.Above99++
+				}
+				if u > 0.995 {
+					j.st.Tail.Above995++
+				}
+			}
 		}
-	}
-	if len(all) >= tailMinReference {
-		j.st.Tail.Next = quantile(all, 0.95)
-	}
-	for _, p := range pairs {
-		c, b := cand[p.c], base[p.b]
-		j.st.Latency.add(c.Latency, b.Latency, coin)
-		if c.TTFT > 0 && b.TTFT > 0 {
-			j.st.TTFT.add(c.TTFT, b.TTFT, coin)
+		if len(b.ttft[0]) > 0 {
+			j.st.TTFT.Reference += int64(len(b.ttft[1]))
+			for _, u := range uScores(b.ttft[0], b.ttft[1], true, rng) {
+				j.st.TTFT.Bet.add(u)
+			}
 		}
-		if j.st.Tail.Threshold > 0 {
-			j.st.Tail.add(c.Latency, b.Latency)
+		if len(b.tps[0]) > 0 {
+			j.st.Tokens.Reference += int64(len(b.tps[1]))
+			for _, u := range uScores(b.tps[0], b.tps[1], false, rng) {
+				j.st.Tokens.Bet.add(u)
+			}
 		}
 	}
 
-	// Tokens per second and SLOs: successful requests only (failures are
-	// the errors check's business).
+	// Output tokens and SLOs: successful requests only.
 	for _, s := range cand {
 		if s.Failed() {
 			continue
-		}
-		if v := s.TokensPerSecond(); v > 0 {
-			j.st.Tokens.Cand.add(v)
 		}
 		if s.OutputTokens > 0 || s.TokensCounted {
 			j.st.Output.Cand.add(float64(s.OutputTokens))
@@ -297,14 +370,10 @@ func (j *Judge) observeSamples(cand, base []modelslot.Sample, rng *rand.Rand) {
 		}
 	}
 	for _, s := range base {
-		if v := s.TokensPerSecond(); v > 0 && !s.Failed() {
-			j.st.Tokens.Base.add(v)
-		}
 		if (s.OutputTokens > 0 || s.TokensCounted) && !s.Failed() {
 			j.st.Output.Base.add(float64(s.OutputTokens))
 		}
 	}
-	j.st.Tokens.freezeTau()
 	j.st.Output.freezeTau()
 }
 
@@ -402,7 +471,7 @@ func (j *Judge) observeBuckets(cand, base modelslot.Series) {
 			b = zero
 		}
 		j.st.CandidateRequests += c.req
-		j.st.Errors.add(c.req, c.err, b.req, b.err)
+		j.st.Errors.add(c.req, c.err, b.req, b.err, j.cfg.ErrorRatioMargin)
 		if c.latN > 0 && b.latN > 0 {
 			j.st.BucketLatency.add(c.mean(c.lat, c.latN), b.mean(b.lat, b.latN))
 		}
@@ -459,25 +528,25 @@ func (j *Judge) Result() Result {
 				missing = append(missing, m)
 			}
 		case MetricLatency, MetricTTFT:
-			p, d := j.st.Latency, j.st.BucketLatency
+			sc, d := j.st.Latency, j.st.BucketLatency
 			unit := "s (bucket means)"
 			if m == MetricTTFT {
-				p, d = j.st.TTFT, j.st.BucketTTFT
+				sc, d = j.st.TTFT, j.st.BucketTTFT
 			}
-			if p.N > 0 || d.D.N == 0 {
-				addCheck(j.slowerCheck(m, p, enough))
+			if sc.Bet.N > 0 || d.D.N == 0 {
+				addCheck(j.scoreCheck(m, sc, true, enough))
 			} else {
 				addCheck(j.meanCheck(d.test(m, unit), true, enough), true)
 			}
 		case MetricTokensPerSec:
-			if j.st.Tokens.Cand.N > 0 || j.st.BucketTokens.D.N == 0 {
-				t := j.st.Tokens.test()
-				addCheck(j.meanCheck(t, false, enough), t.nc > 0 && t.nb > 0)
+			if j.st.Tokens.Bet.N > 0 || j.st.BucketTokens.D.N == 0 {
+				addCheck(j.scoreCheck(m, j.st.Tokens, false, enough))
 			} else {
 				addCheck(j.meanCheck(j.st.BucketTokens.test(m, "tokens/s (bucket means)"), false, enough), true)
 			}
 		case MetricTailLatency:
-			addCheck(j.tailCheck(enough))
+			addCheck(j.tailCheck(0.95, enough))
+			addCheck(j.tailCheck(0.99, enough))
 		case MetricOutputTokens:
 			t := j.st.Output.test()
 			t.metric, t.unit = MetricOutputTokens, "tokens per answer"
@@ -492,6 +561,12 @@ func (j *Judge) Result() Result {
 		}
 	}
 
+	// A check whose interval is already clear still waits for MinSamples.
+	for i := range checks {
+		if checks[i].Verdict == Inconclusive && !enough && checks[i].Needed >= 0 {
+			checks[i].Needed = max(checks[i].Needed, j.cfg.MinSamples-int(j.st.CandidateRequests))
+		}
+	}
 	r := Result{Verdict: Inconclusive, Checks: checks}
 	var failed, open []string
 	for _, ch := range checks {

@@ -77,6 +77,45 @@ func betaCS(s, n int, a, b, alpha float64) (lo, hi float64) {
 	return lo, hi
 }
 
+// belowLogE is the log e-value of "the rate is at least b" from k
+// successes in n Bernoulli trials: the equal-weight mixture of the
+// likelihood ratios of rates b/10, b/4 and b/2 against b. Each is a
+// supermartingale under any rate >= b, so by Ville's inequality it ever
+// reaches 1/risk with probability at most risk. One-sided, it bounds a rate
+// from above with about a fifth fewer trials than the two-sided
+// beta-binomial mixture.
+func belowLogE(k, n int, b float64) float64 {
+	if b <= 0 || b >= 1 {
+		return 0
+	}
+	var terms [3]float64
+	for i, m := range [...]float64{0.1, 0.25, 0.5} {
+		p := b * m
+		terms[i] = float64(k)*math.Log(m) + float64(n-k)*(math.Log1p(-p)-math.Log1p(-b))
+	}
+	return logMeanExp(terms[:])
+}
+
+// belowUpper is the smallest rate b (to 1e-4 relative) whose belowLogE
+// reaches log(1/risk): the one-sided upper confidence bound that matches
+// decisions made with belowLogE. 1 when no b < 1 qualifies.
+func belowUpper(k, n int, risk float64) float64 {
+	c := -math.Log(risk)
+	if n <= 0 || belowLogE(k, n, 0.999) < c {
+		return 1
+	}
+	lo, hi := float64(k)/float64(n), 0.999
+	for range 60 {
+		m := (lo + hi) / 2
+		if belowLogE(k, n, m) >= c {
+			hi = m
+		} else {
+			lo = m
+		}
+	}
+	return hi
+}
+
 // upGrid is the support of the one-sided mixing distribution used to test
 // p = 1/2 against p > 1/2: uniform on {0.51, 0.52, ..., 0.90}.
 var upGrid = func() []float64 {

@@ -16,7 +16,7 @@ import (
 // so the mixing prior does not move with the data.
 const (
 	meanMinN       = 30
-	meanMinBuckets = 10
+	meanMinBuckets = 20
 	tauFraction    = 0.5
 )
 
@@ -63,48 +63,78 @@ type meanTest struct {
 	unit         string
 }
 
+// meanCheck judges bucket-only latency, TTFT or tokens/s. It fails when the
+// candidate's mean is worse than production's by more than the relative
+// margin (the mSPRT at the margin's edge) and passes when the ratio's
+// confidence sequence lies within MinTokensRatio (or its inverse).
 // higherIsWorse: latency and TTFT; otherwise (tokens/s) lower is worse.
 func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
-	ch := Check{Metric: t.metric, CandidateN: t.nc, BaselineN: t.nb, EValue: 1, Verdict: Inconclusive}
+	rel := max(j.cfg.RelMargin, 0)
+	ch := Check{Metric: t.metric, CandidateN: t.nc, BaselineN: t.nb, EValue: 1, Verdict: Inconclusive,
+		Alpha: j.alphaK, Margin: rel, Needed: -1, Unit: "ratio of bucket means"}
 	if higherIsWorse {
-		ch.Threshold = 1 / j.cfg.MinTokensRatio
+		ch.Threshold, ch.FailBound = 1/j.cfg.MinTokensRatio, 1+rel
 	} else {
-		ch.Threshold = j.cfg.MinTokensRatio
+		ch.Threshold, ch.FailBound = j.cfg.MinTokensRatio, 1/(1+rel)
 	}
 	if t.meanB > 0 {
 		ch.Effect = t.meanC / t.meanB
 	}
-	desc := fmt.Sprintf("%s: mean %.4g %s (candidate, n=%d) vs %.4g (production, n=%d), ratio %.3g",
-		t.metric, t.meanC, t.unit, t.nc, t.meanB, t.nb, ch.Effect)
+	compared := fmt.Sprintf("%s: over %d time-matched buckets, the candidate's mean is %.4g %s against production's %.4g, a ratio of %.3g",
+		t.metric, t.nc, t.meanC, t.unit, t.meanB, ch.Effect)
 	if t.ready && t.meanB > 0 && t.v <= 0 {
-		return j.steadyCheck(ch, t, higherIsWorse, enough, desc)
+		return j.steadyCheck(ch, t, higherIsWorse, enough, compared)
 	}
 	if !t.ready || t.meanB <= 0 || t.v <= 0 || t.tau <= 0 {
 		ch.Lower, ch.Upper = 0, 0
-		ch.Reason = desc + "; too few samples for the mSPRT yet"
+		ch.Reason = compared + fmt.Sprintf(": not decided yet (the test starts after %d buckets)", meanMinBuckets)
+		ch.Detail = ch.Reason
 		return ch
 	}
-	ev := expClamp(msprtLogL(t.d, t.v, t.tau))
-	hw := msprtHalfWidth(t.v, t.tau, j.alphaK)
-	ch.Lower, ch.Upper = max((t.meanC-hw)/t.meanB, 0), (t.meanC+hw)/t.meanB
+	// The difference at the margin's edge: candidate - (1+rel) production
+	// (latency), or (1+rel) candidate - production (tokens/s), in
+	// production's units, production's mean treated as known.
+	edge := t.d - rel*t.meanB
+	if !higherIsWorse {
+		edge = -(t.d + rel*t.meanC)
+	}
+	ev := 1.0
+	if edge > 0 {
+		ev = expClamp(msprtLogL(edge, t.v, t.tau))
+	}
+	hw, hp := msprtHalfWidth(t.v, t.tau, j.alphaK), msprtHalfWidth(t.v, t.tau, j.cfg.PassRisk)
+	if higherIsWorse { // lower end: the fail side; upper end: the pass side
+		ch.Lower, ch.Upper = max((t.meanC-hw)/t.meanB, 0), (t.meanC+hp)/t.meanB
+	} else {
+		ch.Lower, ch.Upper = max((t.meanC-hp)/t.meanB, 0), (t.meanC+hw)/t.meanB
+	}
 	ch.EValue = ev
-	harmful := (t.d > 0) == higherIsWorse && t.d != 0
-	desc += fmt.Sprintf(" (between %.3g and %.3g)", ch.Lower, ch.Upper)
-	limit := 1 / j.alphaK
+	compared += fmt.Sprintf(" (between %.3g and %.3g)", ch.Lower, ch.Upper)
+	ch.Detail = fmt.Sprintf("%s: mSPRT %s at the margin's edge (fail at %s = 1/alpha, alpha %.4g), tau %.3g, variance %.3g",
+		t.metric, num(ev), num(1/j.alphaK), j.alphaK, t.tau, t.v)
 	good := ch.Lower > ch.Threshold
 	if higherIsWorse {
 		good = ch.Upper < ch.Threshold
 	}
+	word := "slower"
 	switch {
-	case harmful && ev >= limit:
-		ch.Verdict = Fail
-		word := "slower"
-		ch.Reason = fmt.Sprintf("%s; mSPRT %s >= %s = 1/alpha: the candidate is %s", desc, num(ev), num(limit), word)
+	case ev >= 1/j.alphaK:
+		ch.Verdict, ch.Needed = Fail, 0
+		ch.Reason = fmt.Sprintf("%s: fail, the candidate is surely %s than production by more than %g%%", compared, word, 100*rel)
 	case enough && good:
-		ch.Verdict = Pass
-		ch.Reason = fmt.Sprintf("%s; within the bound %.3g", desc, ch.Threshold)
+		ch.Verdict, ch.Needed = Pass, 0
+		ch.Reason = fmt.Sprintf("%s: pass, the ratio is surely within %.3g", compared, ch.Threshold)
 	default:
-		ch.Reason = fmt.Sprintf("%s; mSPRT %s < %s (or in the harmless direction); pass needs the ratio bound beyond %.3g", desc, num(ev), num(limit), ch.Threshold)
+		// In buckets, then in candidate requests at the buckets' average.
+		if higherIsWorse {
+			ch.Needed = needed(t.nc, ch.Effect, ch.Lower, ch.Upper, ch.FailBound, ch.Threshold, false)
+		} else {
+			ch.Needed = needed(t.nc, -ch.Effect, -ch.Upper, -ch.Lower, -ch.FailBound, -ch.Threshold, false)
+		}
+		if ch.Needed > 0 && t.nc > 0 {
+			ch.Needed = int(math.Ceil(float64(ch.Needed) * float64(j.st.CandidateRequests) / float64(t.nc)))
+		}
+		ch.Reason = fmt.Sprintf("%s: not decided yet (a pass needs the ratio surely within %.3g)", compared, ch.Threshold)
 		if !enough {
 			ch.Reason += j.needMore()
 		}
@@ -120,7 +150,11 @@ func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
 // harmless passes within the bound once there are enough requests.
 func (j *Judge) steadyCheck(ch Check, t meanTest, higherIsWorse, enough bool, desc string) Check {
 	ch.Lower, ch.Upper = ch.Effect, ch.Effect
-	harmful := (t.d > 0) == higherIsWorse && t.d != 0
+	// Worse than production by more than the margin (ch.FailBound).
+	harmful := ch.Effect < ch.FailBound
+	if higherIsWorse {
+		harmful = ch.Effect > ch.FailBound
+	}
 	desc += fmt.Sprintf("; every one of %d time-matched buckets differs by %.4g %s (no spread)", t.nc, t.d, t.unit)
 	good := ch.Effect > ch.Threshold
 	if higherIsWorse {
@@ -134,7 +168,7 @@ func (j *Judge) steadyCheck(ch Check, t meanTest, higherIsWorse, enough bool, de
 		if !higherIsWorse {
 			word = "slower to generate"
 		}
-		ch.Reason = fmt.Sprintf("%s: the candidate is %s", desc, word)
+		ch.Reason = fmt.Sprintf("%s: fail, the candidate is %s than production by more than the margin (%.3g)", desc, word, ch.FailBound)
 	case enough && good:
 		ch.Verdict = Pass
 		ch.Reason = fmt.Sprintf("%s; within the bound %.3g", desc, ch.Threshold)
@@ -155,45 +189,59 @@ func (j *Judge) steadyCheck(ch Check, t meanTest, higherIsWorse, enough bool, de
 // at most alpha/k.
 func (j *Judge) bandCheck(t meanTest, enough bool) Check {
 	lo, hi := j.cfg.MinOutputRatio, j.cfg.MaxOutputRatio
-	ch := Check{Metric: t.metric, CandidateN: t.nc, BaselineN: t.nb, EValue: 1, Threshold: hi, Verdict: Inconclusive}
+	ch := Check{Metric: t.metric, CandidateN: t.nc, BaselineN: t.nb, EValue: 1, Threshold: hi, FailBound: hi,
+		Alpha: j.alphaK, Verdict: Inconclusive, Needed: -1, Unit: "ratio of mean output tokens"}
 	if t.meanB > 0 {
 		ch.Effect = t.meanC / t.meanB
 	}
-	desc := fmt.Sprintf("%s: mean %.4g %s (candidate, n=%d) vs %.4g (production, n=%d), ratio %.3g",
-		t.metric, t.meanC, t.unit, t.nc, t.meanB, t.nb, ch.Effect)
+	desc := fmt.Sprintf("output_tokens: the candidate's answers average %.4g tokens (%d answers) against production's %.4g (%d), a ratio of %.3g",
+		t.meanC, t.nc, t.meanB, t.nb, ch.Effect)
 	if !t.ready || t.meanB <= 0 {
-		ch.Reason = desc + "; too few samples for the mSPRT yet"
+		ch.Reason = desc + fmt.Sprintf(": not decided yet (the test starts after %d answers on each side)", meanMinN)
+		ch.Detail = ch.Reason
 		return ch
 	}
 	// No spread on either side (a server that always answers the same
 	// number of tokens): the ratio is what it is.
-	hw := 0.0
+	hw, hp := 0.0, 0.0
 	if t.v > 0 && t.tau > 0 {
-		hw = msprtHalfWidth(t.v, t.tau, j.alphaK)
+		hw, hp = msprtHalfWidth(t.v, t.tau, j.alphaK), msprtHalfWidth(t.v, t.tau, j.cfg.PassRisk)
 	}
 	ch.Lower, ch.Upper = max((t.meanC-hw)/t.meanB, 0), (t.meanC+hw)/t.meanB
+	passLo, passHi := max((t.meanC-hp)/t.meanB, 0), (t.meanC+hp)/t.meanB
 	// The e-value against the nearer edge of the band, for the record.
 	edge := hi
 	if t.meanC < t.meanB {
-		edge = lo
+		edge, ch.FailBound = lo, lo
 	}
-	if hw > 0 {
+	if hw > 0 && (t.meanC > hi*t.meanB || t.meanC < lo*t.meanB) { // only outside the band
 		ch.EValue = expClamp(msprtLogL(t.meanC-edge*t.meanB, t.v, t.tau))
 	}
 	desc += fmt.Sprintf(" (between %.3g and %.3g)", ch.Lower, ch.Upper)
+	ch.Detail = fmt.Sprintf("output_tokens: mSPRT confidence sequence [%.3g, %.3g] at 1-alpha = %.5g (tau %.3g); e-value %s against the band's nearer edge %g",
+		ch.Lower, ch.Upper, 1-j.alphaK, t.tau, num(ch.EValue), edge)
 	switch {
 	case ch.Lower > hi || ch.Upper < lo:
-		ch.Verdict = Fail
+		ch.Verdict, ch.Needed = Fail, 0
 		word := "longer"
 		if ch.Upper < lo {
 			word = "shorter"
 		}
-		ch.Reason = fmt.Sprintf("%s; outside %g..%g at 1-alpha = %.4g: the candidate's answers are %s", desc, lo, hi, 1-j.alphaK, word)
-	case enough && ch.Lower >= lo && ch.Upper <= hi:
-		ch.Verdict = Pass
-		ch.Reason = fmt.Sprintf("%s; within %g..%g", desc, lo, hi)
+		ch.Reason = fmt.Sprintf("%s: fail, the candidate's answers are surely %s than the band %g..%g of production's allows", desc, word, lo, hi)
+	case enough && passLo >= lo && passHi <= hi:
+		ch.Verdict, ch.Needed = Pass, 0
+		ch.Reason = fmt.Sprintf("%s: pass, the ratio is surely within %g..%g", desc, lo, hi)
 	default:
-		ch.Reason = fmt.Sprintf("%s; pass needs the bounds within %g..%g", desc, lo, hi)
+		// The nearer conclusion on a log scale: inside the band, a pass.
+		ch.Needed = -1
+		if ch.Effect > 0 && ch.Lower > 0 {
+			w := (math.Log(ch.Upper) - math.Log(ch.Lower)) / 2
+			gap := min(math.Log(hi/ch.Effect), math.Log(ch.Effect/lo))
+			if gap > 0 && w > 0 {
+				ch.Needed = max(0, int(math.Ceil(float64(t.nc)*((w/gap)*(w/gap)-1))))
+			}
+		}
+		ch.Reason = fmt.Sprintf("%s: not decided yet (a pass needs the ratio surely within %g..%g)", desc, lo, hi)
 		if !enough {
 			ch.Reason += j.needMore()
 		}

@@ -89,9 +89,11 @@ func (j *Judge) sloCheck(i int, enough bool) Check {
 	st := j.st.SLO[i]
 	p0 := 1 - s.Quantile
 	pname := fmt.Sprintf("p%g", math.Round(s.Quantile*1000)/10)
-	ch := Check{Metric: "slo:" + s.Metric + ":" + pname, CandidateN: st.N, Threshold: s.Max.Seconds(), EValue: 1, Verdict: Inconclusive}
+	ch := Check{Metric: "slo:" + s.Metric + ":" + pname, CandidateN: st.N, Threshold: s.Max.Seconds(), FailBound: s.Max.Seconds(),
+		Alpha: j.alphaK, EValue: 1, Verdict: Inconclusive, Needed: -1, Unit: "seconds"}
 	if st.N == 0 {
 		ch.Reason = ch.Metric + ": no candidate requests with this measurement yet"
+		ch.Detail = ch.Reason
 		return ch
 	}
 	h := j.st.Hist[s.Metric]
@@ -99,23 +101,28 @@ func (j *Judge) sloCheck(i int, enough bool) Check {
 		est, lo, hi := h.quantileCS(s.Quantile, j.alphaK)
 		ch.Effect, ch.Lower, ch.Upper = est, lo, math.Min(hi, math.MaxFloat64)
 	}
-	pLo, pHi := betaCS(st.Above, st.N, 1, 1, j.alphaK)
+	pLo, _ := betaCS(st.Above, st.N, 1, 1, j.alphaK)
+	_, pHi := betaCS(st.Above, st.N, 1, 1, j.cfg.PassRisk)
 	// The e-value of "P(value > Max) <= 1-q": the mixture against p0, kept
 	// only when the observed rate is above p0 (one-sided).
 	if float64(st.Above) > p0*float64(st.N) {
 		ch.EValue = expClamp(betaMixLogE(st.Above, st.N, 1, 1, p0))
 	}
-	desc := fmt.Sprintf("%s: %d of %d candidate requests above %v (%.2g%%, between %.2g%% and %.2g%%; the SLO allows %.3g%%); observed %s %s",
-		ch.Metric, st.Above, st.N, s.Max, 100*float64(st.Above)/float64(st.N), 100*pLo, 100*pHi, 100*p0, pname, fmtSeconds(ch.Effect))
+	share := float64(st.Above) / float64(st.N)
+	desc := fmt.Sprintf("%s: %d of %d candidate requests took longer than the SLO's %v (%.2g%%, between %.2g%% and %.2g%%) where the SLO allows %.3g%%; the candidate's %s is about %s",
+		ch.Metric, st.Above, st.N, s.Max, 100*share, 100*pLo, 100*pHi, 100*p0, pname, fmtSeconds(ch.Effect))
+	ch.Detail = fmt.Sprintf("%s: beta-binomial mixture e-value %s against a share <= %g (fail when the share's lower bound at 1-alpha = %.5g is above it); pass when the upper bound at 1-%g is below it",
+		ch.Metric, num(ch.EValue), p0, 1-j.alphaK, j.cfg.PassRisk)
 	switch {
 	case pLo > p0:
-		ch.Verdict = Fail
-		ch.Reason = desc + ": the SLO is broken"
+		ch.Verdict, ch.Needed = Fail, 0
+		ch.Reason = desc + ": fail, the SLO is surely broken"
 	case enough && pHi < p0:
-		ch.Verdict = Pass
-		ch.Reason = desc + ": the SLO holds"
+		ch.Verdict, ch.Needed = Pass, 0
+		ch.Reason = desc + ": pass, the SLO surely holds"
 	default:
-		ch.Reason = desc + ": not yet decided"
+		ch.Needed = needed(st.N, share, pLo, pHi, p0, p0, false)
+		ch.Reason = desc + ": not decided yet"
 		if !enough {
 			ch.Reason += j.needMore()
 		}
