@@ -227,17 +227,61 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	if p := a.Slot(modelslot.Production); p != nil && p.Deployment != nil {
 		doc.BaselineRevision = p.Deployment.Revision
 	}
+	doc.Cold = true
+	doc.Warnings = m.sameVersionWarnings(ctx, app, slot, s.Deployment, doc.BaselineRevision)
 	r := m.newRunner(doc)
 	if err := r.save(ctx); err != nil {
 		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	out := doc.clone()
-	r.publish(ctx, "rollout.started", actor, fmt.Sprintf("rollout %s of slot %q started: %d steps (%s)", doc.ID, slot, len(plan.Steps), planSummary(plan)), nil)
+	msg := fmt.Sprintf("rollout %s of slot %q started: %d steps (%s)", doc.ID, slot, len(plan.Steps), planSummary(plan))
+	for _, w := range doc.Warnings {
+		msg += "; warning: " + w
+	}
+	r.publish(ctx, "rollout.started", actor, msg, nil)
 	m.runners[app] = r
 	if m.ctx != nil {
 		m.launch(r)
 	}
 	return out, nil
+}
+
+// sameVersionWarnings says when the candidate is the version production
+// serves, or served before: after a swap the slot holds the previous
+// production version, and rolling it out again compares a version with
+// itself or brings the old one back.
+func (m *Manager) sameVersionWarnings(ctx context.Context, app, slot string, cand *modelslot.Deployment, prodRevision string) []string {
+	rev := cand.Revision
+	name := rev
+	if cand.Version != "" {
+		name = cand.Version + " (revision " + rev + ")"
+	}
+	if rev == "" {
+		return nil
+	}
+	if rev == prodRevision {
+		return []string{fmt.Sprintf("slot %q holds %s, the version production serves: the rollout compares it with itself; deploy the new version to %s first (modelslot deploy %s ...)", slot, name, slot, slot)}
+	}
+	hist, err := m.cfg.Platform.Swaps(ctx, app, 50)
+	if err != nil {
+		m.log.Warn("start rollout: cannot read the swap history", "app", app, "err", err)
+		return nil
+	}
+	for _, h := range hist { // newest first
+		if h.Status != modelslot.SwapCompleted || (h.Target != modelslot.Production && h.Target != "" && h.Target != modelslot.Self) ||
+			(h.Action != "" && h.Action != modelslot.SwapActionSwap) {
+			continue
+		}
+		when := "until"
+		if h.SourceRevision == rev {
+			when = "after"
+		} else if h.TargetRevision != rev {
+			continue
+		}
+		return []string{fmt.Sprintf("slot %q holds %s, which production served before (%s the swap of %s at %s): after a swap the slot holds the previous version; deploy the new version to %s first unless you mean to bring this one back",
+			slot, name, when, h.Source, h.StartedAt.UTC().Format(time.RFC3339), slot)}
+	}
+	return nil
 }
 
 func planSummary(p *Plan) string {
