@@ -170,9 +170,19 @@ func (m *Manager) CheckIdle(app string) error {
 }
 
 func conflictError(app, id string) error {
+	flag := CLIAppFlag(app)
 	return modelslot.Errorf(modelslot.ECONFLICT,
-		"app %q is in the hands of rollout %s: wait for it to finish, pause it (modelslot rollout pause %s) or abort it (modelslot rollout abort %s) first",
-		app, id, app, app)
+		"app %q is in the hands of rollout %s: wait for it to finish, pause it (`modelslot rollout pause%s`) or abort it (`modelslot rollout abort%s`) first",
+		app, id, flag, flag)
+}
+
+// CLIAppFlag is what a CLI command needs to name app: "" for the default
+// app, else " --app NAME".
+func CLIAppFlag(app string) string {
+	if app == "" || app == "default" { // the CLI's --app default
+		return ""
+	}
+	return " --app " + app
 }
 
 // Start begins a rollout of slot's deployment into production by plan

@@ -783,6 +783,12 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 			res.Verdict = Inconclusive
 			res.Reason = "metrics unavailable: " + modelslot.ErrorMessage(measureErr) + "; " + res.Reason
 		}
+		for k := range res.Checks {
+			if c := &res.Checks[k]; c.Needed != nil && ph.CandidateRate > 0 {
+				secs := float64(*c.Needed) / ph.CandidateRate
+				c.NeededSeconds = &secs
+			}
+		}
 		gs.Result = &res
 		results[i] = res
 	}
