@@ -66,9 +66,9 @@ func (a *azureFile) fields() []*string {
 }
 
 func (a *azureFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&a.configFile, "azure-config", "", "YAML file with the Azure flags below as keys, e.g. `subscription: ...` (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
+	fl.StringVar(&a.configFile, "azure-config", "", "YAML file with the Azure flags below as keys, e.g. 'subscription: ...' (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
 	help := []string{
-		"Azure subscription id that holds the App Service app (`az account show --query id -o tsv`)",
+		"Azure subscription id that holds the App Service app (az account show --query id -o tsv)",
 		"resource group of the App Service app",
 		"App Service app (site) name; the modelslot app name on Azure",
 		"Azure credential: default (DefaultAzureCredential), cli (az login), env (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET) or managed-identity (default default)",
@@ -80,6 +80,7 @@ func (a *azureFlags) register(fl *pflag.FlagSet) {
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
 	}
+	markGroup(fl, groupAzure, append([]string{"azure-config"}, azureFlagNames...)...)
 }
 
 // changed returns the name of an Azure flag given on the command line, or "".

@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetUsageTemplate(usageTemplate)
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
