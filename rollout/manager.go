@@ -237,7 +237,6 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	if p := a.Slot(modelslot.Production); p != nil && p.Deployment != nil {
 		doc.BaselineRevision = p.Deployment.Revision
 	}
-	doc.Cold = true
 	doc.Warnings = m.sameVersionWarnings(ctx, app, slot, s.Deployment, doc.BaselineRevision)
 	r := m.newRunner(doc)
 	if err := r.save(ctx); err != nil {

@@ -108,7 +108,7 @@ type Analysis struct {
 }
 
 // Warmup is the start of a judged phase after the traffic changed (a
-// traffic step, a ramp level, a swap, or the rollout's start): its requests
+// traffic step, a ramp level, a swap): its requests
 // are counted and shown, not judged, so that a candidate that is slow while
 // its caches fill is not rolled back for its first seconds. It ends once
 // both Duration has passed and Requests candidate requests have arrived.

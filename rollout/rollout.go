@@ -53,8 +53,8 @@ type Rollout struct {
 	Current *StepState `json:"current,omitempty"`
 	// Traffic is the candidate slot's share as the rollout last set it.
 	Traffic float64 `json:"traffic"`
-	// Cold: the traffic changed (or the rollout started) since the last
-	// judged phase began, so the next one starts with a warm-up.
+	// Cold: the traffic changed since the last judged phase began, so the
+	// next one starts with a warm-up.
 	Cold bool `json:"cold,omitempty"`
 	// Warnings are what an operator should know about the start: the
 	// candidate is the version production serves, or served before.
