@@ -237,7 +237,11 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	if p := a.Slot(modelslot.Production); p != nil && p.Deployment != nil {
 		doc.BaselineRevision = p.Deployment.Revision
 	}
-	doc.Warnings = m.sameVersionWarnings(ctx, app, slot, s.Deployment, doc.BaselineRevision)
+	var prod *modelslot.Deployment
+	if p := a.Slot(modelslot.Production); p != nil {
+		prod = p.Deployment
+	}
+	doc.Warnings = m.sameVersionWarnings(ctx, app, slot, s.Deployment, prod)
 	r := m.newRunner(doc)
 	if err := r.save(ctx); err != nil {
 		return nil, fmt.Errorf("start rollout: %w", err)
@@ -256,20 +260,24 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 }
 
 // sameVersionWarnings says when the candidate is the version production
-// serves, or served before: after a swap the slot holds the previous
-// production version, and rolling it out again compares a version with
-// itself or brings the old one back.
-func (m *Manager) sameVersionWarnings(ctx context.Context, app, slot string, cand *modelslot.Deployment, prodRevision string) []string {
+// serves, or an older one that production served before: after a swap the
+// slot holds the previous production version, and rolling it out compares
+// a version with itself or brings the old one back. A version that was
+// rolled back and is tried again is newer than production's: no warning.
+func (m *Manager) sameVersionWarnings(ctx context.Context, app, slot string, cand, prod *modelslot.Deployment) []string {
 	rev := cand.Revision
+	if rev == "" || prod == nil {
+		return nil
+	}
 	name := rev
 	if cand.Version != "" {
 		name = cand.Version + " (revision " + rev + ")"
 	}
-	if rev == "" {
-		return nil
-	}
-	if rev == prodRevision {
+	if rev == prod.Revision {
 		return []string{fmt.Sprintf("slot %q holds %s, the version production serves: the rollout compares it with itself; deploy the new version to %s first (modelslot deploy %s ...)", slot, name, slot, slot)}
+	}
+	if cand.DeployedAt.After(prod.DeployedAt) {
+		return nil
 	}
 	hist, err := m.cfg.Platform.Swaps(ctx, app, 50)
 	if err != nil {
@@ -281,14 +289,11 @@ func (m *Manager) sameVersionWarnings(ctx context.Context, app, slot string, can
 			(h.Action != "" && h.Action != modelslot.SwapActionSwap) {
 			continue
 		}
-		when := "until"
-		if h.SourceRevision == rev {
-			when = "after"
-		} else if h.TargetRevision != rev {
+		if h.TargetRevision != rev && h.SourceRevision != rev {
 			continue
 		}
-		return []string{fmt.Sprintf("slot %q holds %s, which production served before (%s the swap of %s at %s): after a swap the slot holds the previous version; deploy the new version to %s first unless you mean to bring this one back",
-			slot, name, when, h.Source, h.StartedAt.UTC().Format(time.RFC3339), slot)}
+		return []string{fmt.Sprintf("slot %q holds %s, an older version that production served before (swap of %s at %s): after a swap the slot holds the previous version; deploy the new version to %s first unless you mean to bring this one back",
+			slot, name, h.Source, h.StartedAt.UTC().Format(time.RFC3339), slot)}
 	}
 	return nil
 }

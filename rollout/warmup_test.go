@@ -148,8 +148,20 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "which production served before (until the swap of staging") {
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "an older version that production served before (swap of staging") {
 		t.Errorf("warnings after a swap = %q", r.Warnings)
+	}
+	e.waitFor(m.Manager, "the end", func(r *rollout.Rollout) bool { return !r.State.Active() })
+
+	// A version tried again after a rollback is newer than production's.
+	e.platform.mu.Lock()
+	e.platform.app.Slot("staging").Deployment.DeployedAt = time.Now()
+	e.platform.mu.Unlock()
+	if r, err = m.Start(context.Background(), "chat", "staging", mustPlan(t, plan), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warnings) != 0 {
+		t.Errorf("a newer version warns: %q", r.Warnings)
 	}
 	e.waitFor(m.Manager, "the end", func(r *rollout.Rollout) bool { return !r.State.Active() })
 
