@@ -149,6 +149,7 @@ state file.`,
 				return printJSON(cmd.OutOrStdout(), ro)
 			}
 			io.WriteString(cmd.OutOrStdout(), ro.Describe())
+			io.WriteString(cmd.OutOrStdout(), ro.Progress(time.Now()))
 			return nil
 		},
 	}
