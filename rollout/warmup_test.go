@@ -14,21 +14,7 @@ import (
 // after every traffic step and swap, and identical afterwards, passes with
 // the default warm-up; with the warm-up off, the same candidate rolls back.
 func TestWarmupForgivesColdStart(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		warmup string
-		want   rollout.State
-	}{
-		{"default warm-up", "", rollout.Succeeded},
-		{"warm-up off", "warmup: {duration: 0s, requests: 0}\n", rollout.RolledBack},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			e.platform.now = e.clock.Now
-			e.metrics.cold = map[string]bool{e.platform.revision("staging"): true}
-			e.metrics.coldFor = 30 * time.Second
-			m := e.start()
-			plan := mustPlan(t, goodAnalysis+tc.warmup+`
+	steps := `
 steps:
   - traffic: 10
   - bake: {duration: 2m, max: 30m, onInconclusive: fail}
@@ -36,7 +22,30 @@ steps:
   - bake: {duration: 2m, max: 30m, onInconclusive: fail}
   - swap: {baselineTraffic: 20}
   - watch: {duration: 2m, max: 30m, onInconclusive: fail}
-`)
+`
+	ramp := `
+steps:
+  - rampUp: {changeStep: 25, interval: 3m, max: 50, onInconclusive: fail}
+  - swap
+`
+	for _, tc := range []struct {
+		name   string
+		warmup string
+		steps  string
+		want   rollout.State
+	}{
+		{"default warm-up", "", steps, rollout.Succeeded},
+		{"warm-up off", "warmup: {duration: 0s, requests: 0}\n", steps, rollout.RolledBack},
+		{"ramp levels", "", ramp, rollout.Succeeded},
+		{"ramp levels without warm-up", "warmup: {duration: 0s, requests: 0}\n", ramp, rollout.RolledBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.platform.now = e.clock.Now
+			e.metrics.cold = map[string]bool{e.platform.revision("staging"): true}
+			e.metrics.coldFor = 30 * time.Second
+			m := e.start()
+			plan := mustPlan(t, goodAnalysis+tc.warmup+tc.steps)
 			if _, err := m.Start(context.Background(), "chat", "staging", plan, "alice"); err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelslot/modelslot"
+	"github.com/modelslot/modelslot/rollout"
 )
 
 // TestMissingArgumentNamed: every command with a required argument says
@@ -223,5 +226,51 @@ func TestRolloutStartWarnsAndWatchStops(t *testing.T) {
 	}
 	if !strings.Contains(out, "paused") {
 		t.Errorf("watch printed %q", out)
+	}
+}
+
+// TestWatchShowsProgress: --watch prints the judged phase's numbers at
+// every look: time judged and deadline, requests, and per check the
+// effect, interval, limit and requests still needed.
+func TestWatchShowsProgress(t *testing.T) {
+	plan, err := rollout.ParsePlan([]byte("steps:\n  - traffic: 10\n  - bake: {duration: 1m, max: 5m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	needed, secs := int64(120), 30.0
+	running := &rollout.Rollout{
+		ID: "r-1", App: "default", Slot: "staging", State: rollout.Running, Plan: plan, Step: 1, Traffic: 10,
+		Current: &rollout.StepState{Index: 1, Kind: "bake", StartedAt: now.Add(-time.Minute), Phase: &rollout.Phase{
+			StartedAt: now.Add(-time.Minute), JudgedFrom: now.Add(-30 * time.Second), LookedAt: now, Looks: 6,
+			MinDuration: modelslot.Duration(time.Minute), Deadline: now.Add(4 * time.Minute),
+			CandidateRequests: 120, BaselineRequests: 1080, CandidateRate: 4,
+			Warmup: &rollout.PhaseWarmup{Until: now.Add(-30 * time.Second), Requests: 50, CandidateRequests: 120, BaselineRequests: 1000, EndedAt: now.Add(-30 * time.Second)},
+			Gates: []rollout.GateState{{Kind: "metrics", Result: &rollout.GateResult{Verdict: rollout.Inconclusive, Checks: []rollout.CheckProgress{
+				{Metric: "latency", Verdict: rollout.Inconclusive, CandidateN: 120, BaselineN: 120, Effect: 0.52, Lower: 0.4, Upper: 0.64, Threshold: 0.6, Needed: &needed, NeededSeconds: &secs},
+			}}}},
+		}},
+	}
+	done := *running
+	done.State, done.Current, done.Reason = rollout.Succeeded, nil, "all 2 steps done"
+	calls := 0
+	get := func(ctx context.Context, id string) (*rollout.Rollout, error) {
+		if calls++; calls == 1 {
+			return running, nil
+		}
+		return &done, nil
+	}
+	var out bytes.Buffer
+	if err := watchRollout(context.Background(), &out, get, "r-1", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"step 2/2 bake: judged for 30s (needs 1m0s), deadline in 4m0s; candidate 120 requests (4.0/s), production 1080",
+		"warm-up done after 30s: 120 candidate and 1000 production requests, not judged",
+		"latency            inconclusive effect 0.52 [0.4, 0.64], limit 0.6, 120 requests; ~120 more requests (~30s at the current rate)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("watch output has no %q:\n%s", want, out.String())
+		}
 	}
 }
