@@ -102,6 +102,11 @@ func neededRequests(ch analysis.Check) (int64, bool) {
 	if n <= 0 || strings.HasPrefix(ch.Metric, analysis.MetricOutputTokens) || !isFinite(e, lo, hi, thr) || hi > maxNeeded {
 		return 0, false
 	}
+	if ch.Metric == analysis.MetricErrors && lo <= 0 {
+		// No candidate error yet: the ratio's interval says little, and an
+		// error-free candidate passes by the error-rate floor instead.
+		return 0, false
+	}
 	var width, dist float64
 	switch above := harmAbove(ch.Metric); {
 	case above && e < thr, !above && e > thr: // heading for a pass

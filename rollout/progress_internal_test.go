@@ -17,6 +17,7 @@ func TestNeededRequests(t *testing.T) {
 		{"tokens/s toward a pass", analysis.Check{Metric: "tokens_per_sec", Verdict: analysis.Inconclusive, CandidateN: 100, Effect: 0.9, Lower: 0.75, Upper: 1.05, Threshold: 0.8}, 125, true},
 		{"errors toward a fail", analysis.Check{Metric: "errors", Verdict: analysis.Inconclusive, CandidateN: 100, Effect: 2, Lower: 1, Upper: 3, Threshold: 1.5}, 300, true},
 		{"on the threshold", analysis.Check{Metric: "latency", Verdict: analysis.Inconclusive, CandidateN: 100, Effect: 0.6, Lower: 0.5, Upper: 0.7, Threshold: 0.6}, 0, false},
+		{"errors without a candidate error", analysis.Check{Metric: "errors", Verdict: analysis.Inconclusive, CandidateN: 100, Effect: 1, Lower: 0, Upper: 50, Threshold: 1.5}, 0, false},
 		{"no data", analysis.Check{Metric: "latency", Verdict: analysis.Inconclusive}, 0, false},
 		{"decided", analysis.Check{Metric: "errors", Verdict: analysis.Pass, CandidateN: 10}, 0, true},
 	} {

@@ -382,6 +382,9 @@ func (f *clientFlags) runAzureRollout(cmd *cobra.Command, state string, interval
 		}
 		id = ro.ID
 		println(out, "rollout %s started: %s into production of App Service app %s (state in %s; Ctrl-C stops it, the same command resumes it)", ro.ID, ro.Slot, f.app, ar.path)
+		for _, w := range ro.Warnings {
+			println(errw, "warning: %s", w)
+		}
 	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
