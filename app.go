@@ -39,6 +39,11 @@ type App struct {
 	// Slots in creation order; production first.
 	Slots     []*Slot   `json:"slots"`
 	CreatedAt time.Time `json:"createdAt"`
+	// StoreVersion counts the app's saved changes. A store writes an app
+	// only over the version it was read at (optimistic concurrency) and
+	// then increments it, so two writers (two replicas on one PostgreSQL)
+	// never lose each other's change: the later one gets ECONFLICT.
+	StoreVersion int64 `json:"storeVersion,omitempty"`
 }
 
 // Slot returns the named slot ("self" means production) or nil.

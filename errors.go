@@ -72,3 +72,12 @@ func ErrorMessage(err error) string {
 	}
 	return "internal error: see the daemon's log"
 }
+
+// ErrStaleApp is the ECONFLICT a Store returns when an app was changed by
+// another writer since it was read at version from (0: it already exists).
+func ErrStaleApp(app string, from int64) error {
+	if from == 0 {
+		return Errorf(ECONFLICT, "app %q already exists in the store (created meanwhile by another replica?): try again", app)
+	}
+	return Errorf(ECONFLICT, "app %q was changed meanwhile (by another replica?) since version %d was read: try again", app, from)
+}

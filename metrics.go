@@ -81,6 +81,10 @@ type Series struct {
 	// still arriving (Azure Monitor reports with a delay); a judge must not
 	// treat the missing part as "no errors".
 	Complete bool `json:"complete"`
+	// Through, when Complete is false and it is set, is the time up to
+	// which the samples are complete (replicas' samples reach the shared
+	// store a moment after their requests end).
+	Through time.Time `json:"through,omitzero"`
 }
 
 // MetricQuery selects one slot of one app over [From, To).

@@ -77,13 +77,18 @@ type RolloutRecord struct {
 	UpdatedAt time.Time       `json:"updatedAt"`
 }
 
-// Store keeps the daemon's state durably. The sqlite package implements it;
-// a PostgreSQL store would pass the same tests.
+// Store keeps the daemon's state durably. The sqlite package (the embedded
+// default) and the postgres package (replicas) implement it, and both pass
+// the storetest package's contract tests.
 type Store interface {
 	// Apps returns every app, with slots and routing.
 	Apps(ctx context.Context) ([]*App, error)
 	// PutApp writes the whole app (slots, deployments, routing) atomically;
 	// with a non-nil swap record it is written in the same transaction.
+	// The write applies only if the stored app is still at
+	// app.StoreVersion (0: the app must not exist yet); it then sets
+	// app.StoreVersion to the new version. Otherwise it changes nothing and
+	// returns an ECONFLICT error.
 	PutApp(ctx context.Context, app *App, swap *SwapRecord) error
 	DeleteApp(ctx context.Context, name string) error
 
@@ -114,4 +119,21 @@ type Store interface {
 // operation: a lost event is logged, not returned.
 type EventSink interface {
 	Publish(ctx context.Context, e *Event)
+}
+
+type fenceKey struct{}
+
+// WithFence marks the store writes made with ctx as the rollout
+// controller's, holding its lease with the given fencing token. A shared
+// store (PostgreSQL) refuses such a write once another replica has taken
+// the lease over (a newer token), so that a paused-then-revived old leader
+// cannot act; a store with one daemon (SQLite) has no lease and ignores it.
+func WithFence(ctx context.Context, token int64) context.Context {
+	return context.WithValue(ctx, fenceKey{}, token)
+}
+
+// FenceOf returns the fencing token of ctx, if it has one.
+func FenceOf(ctx context.Context) (int64, bool) {
+	t, ok := ctx.Value(fenceKey{}).(int64)
+	return t, ok
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,14 +43,18 @@ type Guard interface {
 
 // Server is the admin API.
 type Server struct {
-	Engine   *local.Engine
-	Meter    *gateway.Meter
-	Store    modelslot.Store
-	Events   Subscriber
-	Guard    Guard
-	Token    string
-	Logger   *slog.Logger
-	Gatherer prometheus.Gatherer
+	Engine *local.Engine
+	Meter  *gateway.Meter
+	// AllReplicas, when set, is the metric source with every replica's
+	// requests (replicas on a shared store): the metrics endpoint
+	// summarises it instead of this daemon's own meter.
+	AllReplicas modelslot.MetricSource
+	Store       modelslot.Store
+	Events      Subscriber
+	Guard       Guard
+	Token       string
+	Logger      *slog.Logger
+	Gatherer    prometheus.Gatherer
 	// Extra mounts more routes (rollouts, dashboard) on the same mux; each
 	// handler registered here is behind the same authentication.
 	Extra func(mux *http.ServeMux)
@@ -518,7 +523,22 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 		window = d
 	}
-	WriteJSON(w, map[string]any{"app": app, "window": window.String(), "slots": s.Meter.Stats(app, window, time.Now())})
+	now := time.Now()
+	if s.AllReplicas == nil {
+		WriteJSON(w, map[string]any{"app": app, "window": window.String(), "slots": s.Meter.Stats(app, window, now)})
+		return
+	}
+	a, _ := s.Engine.App(r.Context(), app)
+	stats := []gateway.Stats{}
+	for _, name := range slices.Sorted(slices.Values(a.SlotNames())) {
+		ser, err := s.AllReplicas.Series(r.Context(), modelslot.MetricQuery{App: app, Slot: name, From: now.Add(-window), To: now.Add(time.Nanosecond)})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		stats = append(stats, gateway.Summarise(app, name, window, ser.Samples)...)
+	}
+	WriteJSON(w, map[string]any{"app": app, "window": window.String(), "slots": stats, "replicas": "all"})
 }
 
 // events lists events, or streams them as server-sent events with

@@ -40,7 +40,7 @@ func main() {
 		gomaxprocs = flag.String("gomaxprocs", "", "GOMAXPROCS for the modelslot process (default: unset, all cores)")
 		pin        = flag.Bool("pin", false, "pin proxies to CPU 0 and simulators to CPU 1 with taskset")
 		baseline   = flag.String("baseline-bin", "", "also measure this modelslot binary as target modelslot-base (before/after in one run)")
-		only       = flag.String("only", "", "comma-separated scenarios to run (latency,saturation,frontier,streaming,capacity,idle,split,swap,meter); default all")
+		only       = flag.String("only", "", "comma-separated scenarios to run (latency,saturation,frontier,streaming,capacity,idle,split,swap,meter,replicas); default all")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -166,6 +166,12 @@ func run(ctx context.Context, o runOptions) error {
 	if want("swap") {
 		logf("swap under load: %d swaps in %v", p.Swaps, p.SwapLoad)
 		if res.Swap, err = swapScenario(ctx, e, p); err != nil {
+			return err
+		}
+	}
+	if want("replicas") {
+		logf("replicas: two serve processes on a throwaway PostgreSQL against the SQLite daemon, and admin-change propagation")
+		if res.Replicas, err = replicasScenario(ctx, e, p); err != nil {
 			return err
 		}
 	}

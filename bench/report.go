@@ -40,6 +40,7 @@ type Results struct {
 	Streaming    map[string]*StreamFig   `json:"streaming,omitempty"`
 	Meter        *MeterFig               `json:"meter,omitempty"`
 	Swap         *SwapFig                `json:"swap,omitempty"`
+	Replicas     *ReplicasFig            `json:"replicas,omitempty"`
 }
 
 type Machine struct {
@@ -265,6 +266,15 @@ func (r *Results) markdown() string {
 		w("| %d (%d) | %d | **%d** | %d | **%d** | %.1f |\n", s.Swaps, s.SwapErrors, s.Requests, s.Failed, s.Streams, s.BrokenStreams, s.SwapMsP50)
 		if s.FirstError != "" {
 			w("\nFirst error: `%s`\n", s.FirstError)
+		}
+	}
+	if rp := r.Replicas; rp != nil {
+		w("\n## Replicas on PostgreSQL (two `serve` processes, one store)\n\n")
+		if rp.Skipped != "" {
+			w("Skipped: %s\n", rp.Skipped)
+		} else {
+			w("| SQLite daemon req/s | replica req/s | replica / SQLite (median of per-round ratios) | admin change in force on the other replica: p50 / p99 / max ms (%d changes) |\n|---|---|---|---|\n", rp.Changes)
+			w("| %s | %s | %.3f [%.3f..%.3f] | %.1f / %.1f / %.1f |\n", sp(rp.SQLiteRPS), sp(rp.ReplicaRPS), rp.Ratio.Median, rp.Ratio.Min, rp.Ratio.Max, rp.PropagationP50, rp.PropagationP99, rp.PropagationMax)
 		}
 	}
 	return b.String()

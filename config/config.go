@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/modelslot/modelslot"
 	"gopkg.in/yaml.v3"
@@ -24,7 +25,20 @@ type Config struct {
 	// Admin is the admin API address (default 127.0.0.1:8081, loopback).
 	Admin string `yaml:"admin"`
 	// Data is the state directory (default ./modelslot-data).
-	Data    string  `yaml:"data"`
+	Data string `yaml:"data"`
+	// Store is where the state lives: empty for SQLite in Data (the
+	// embedded default), or postgres://USER@HOST:PORT/DB for a PostgreSQL
+	// database shared by several daemons (replicas).
+	Store string `yaml:"store"`
+	// LeaseTTL is how long the replica running rollouts holds the
+	// controller's lease without renewing it (default 15s; PostgreSQL
+	// store only): the longest a dead leader's rollouts wait for another
+	// replica to take them over.
+	LeaseTTL modelslot.Duration `yaml:"leaseTTL"`
+	// Replica names this daemon among replicas on one PostgreSQL store (its
+	// metrics' "replica" label, its rows of samples); default
+	// <hostname>-<pid>-<random>.
+	Replica string  `yaml:"replica"`
 	Gateway Gateway `yaml:"gateway"`
 	// Apps to declare at start; a daemon with none has one app, "default".
 	Apps     []App     `yaml:"apps"`
@@ -65,6 +79,12 @@ type Gateway struct {
 	CookieMaxAge    modelslot.Duration `yaml:"cookieMaxAge"`    // default 24h
 	ReadTimeout     modelslot.Duration `yaml:"readHeaderTimeout"`
 	DrainTimeout    modelslot.Duration `yaml:"drainTimeout"` // default 10m
+	// MirrorMaxBytes bounds what shadow requests queued or in flight hold
+	// (default 67108864, 64 MiB); beyond it requests are not mirrored.
+	MirrorMaxBytes int64 `yaml:"mirrorMaxBytes"`
+	// IdleTimeout closes a keep-alive connection of the gateway's or the
+	// admin listener that waits longer for its next request (default 2m).
+	IdleTimeout modelslot.Duration `yaml:"idleTimeout"`
 	// StdTransport sends every backend request through net/http's
 	// Transport instead of the gateway's own HTTP/1.1 client (a way out).
 	StdTransport bool `yaml:"stdTransport"`
@@ -196,11 +216,26 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return modelslot.Errorf(modelslot.EINVALID, "config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if c.Store != "" && !IsPostgres(c.Store) {
+		return bad("store", "%q is not a PostgreSQL URL: use postgres://USER@HOST:PORT/DB, or leave it empty for SQLite in the data directory", c.Store)
+	}
+	if c.LeaseTTL < 0 || c.LeaseTTL > 0 && c.LeaseTTL.D() < time.Second {
+		return bad("leaseTTL", "must be at least 1s")
+	}
 	if c.Gateway.MaxRequestBytes < 0 {
 		return bad("gateway.maxRequestBytes", "must not be negative")
 	}
 	if c.Gateway.MaxHeaderBytes < 0 {
 		return bad("gateway.maxHeaderBytes", "must not be negative")
+	}
+	if c.Gateway.ReadTimeout < 0 {
+		return bad("gateway.readHeaderTimeout", "must not be negative")
+	}
+	if c.Gateway.IdleTimeout < 0 {
+		return bad("gateway.idleTimeout", "must not be negative")
+	}
+	if c.Gateway.MirrorMaxBytes < 0 {
+		return bad("gateway.mirrorMaxBytes", "must not be negative")
 	}
 	names := map[string]bool{}
 	for i, a := range c.Apps {
@@ -328,4 +363,9 @@ func Default() *Config {
 	c := &Config{}
 	c.setDefaults()
 	return c
+}
+
+// IsPostgres reports whether a store setting names a PostgreSQL database.
+func IsPostgres(store string) bool {
+	return strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://")
 }

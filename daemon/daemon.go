@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +27,7 @@ import (
 	"github.com/modelslot/modelslot/host"
 	"github.com/modelslot/modelslot/internal/h1"
 	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/postgres"
 	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,9 +51,12 @@ type httpServer interface {
 
 // Daemon is a running modelslot daemon.
 type Daemon struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	Store    *sqlite.DB
+	cfg   *config.Config
+	log   *slog.Logger
+	Store modelslot.Store
+	// Replica names this daemon among those sharing a PostgreSQL store
+	// (empty with SQLite): the "replica" label of its metrics.
+	Replica  string
 	Gateway  *gateway.Gateway
 	Engine   *local.Engine
 	Rollouts *rollout.Manager
@@ -90,19 +95,39 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if d.Token, err = api.LoadOrCreateToken(cfg.Data); err != nil {
 		return nil, err
 	}
-	if d.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Data, "modelslot.db")); err != nil {
+	if d.Store, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func(context.Context) error { return d.Store.Close() })
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var gwReg prometheus.Registerer = reg
+	var tap func(app, slot string, s modelslot.Sample)
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		// A replica: its samples go to the store for the judge, and its
+		// own counters carry its name.
+		d.Replica = replicaName(cfg)
+		gwReg = prometheus.WrapRegistererWith(prometheus.Labels{"replica": d.Replica}, reg)
+		shipper := pg.NewShipper(d.Replica, log.With("component", "samples"))
+		tap = shipper.Add
+		sctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); shipper.Run(sctx) }()
+		d.closers = append([]func(context.Context) error{func(ctx context.Context) error {
+			cancel()
+			<-done
+			return shipper.Leave(ctx)
+		}}, d.closers...)
+	}
 	d.Gateway = gateway.New(gateway.Config{
 		Logger:          log.With("component", "gateway"),
 		MaxRequestBytes: cfg.Gateway.MaxRequestBytes,
+		MirrorMaxBytes:  cfg.Gateway.MirrorMaxBytes,
 		CookieMaxAge:    cfg.Gateway.CookieMaxAge.D(),
 		StdUpstream:     cfg.Gateway.StdTransport,
-		Registerer:      reg,
+		Registerer:      gwReg,
+		SampleTap:       tap,
 	})
 	hostLogs := filepath.Join(cfg.Data, "logs")
 	if err := os.MkdirAll(hostLogs, 0o700); err != nil {
@@ -117,11 +142,16 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		Events:       bus,
 		Logger:       log.With("component", "engine"),
 		DrainTimeout: cfg.Gateway.DrainTimeout.D(),
+		Shared:       cfg.Store != "",
 	})
 	if err := d.Engine.Open(ctx); err != nil {
 		return nil, err
 	}
 	d.closers = append([]func(context.Context) error{d.Engine.Close}, d.closers...)
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		stop := d.watchStore(pg, log.With("component", "replica"))
+		d.closers = append([]func(context.Context) error{stop}, d.closers...)
+	}
 	if err := d.declare(ctx, getenv); err != nil {
 		return nil, err
 	}
@@ -133,6 +163,9 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Logger: log.With("component", "api"), Gatherer: reg,
+	}
+	if d.Replica != "" {
+		srv.AllReplicas = d.metricsOfAll()
 	}
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
@@ -152,13 +185,18 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	if readHeader == 0 {
 		readHeader = 30 * time.Second
 	}
+	idle := cfg.Gateway.IdleTimeout.D()
+	if idle == 0 {
+		idle = 2 * time.Minute
+	}
 	if cfg.Gateway.StdServer {
 		d.gwSrv = &http.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+			IdleTimeout: idle, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	} else {
-		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader, Log: log}
+		d.gwSrv = &h1.Server{Handler: d.Gateway, MaxHeaderBytes: maxHeader, ReadHeaderTimeout: readHeader,
+			IdleTimeout: idle, Log: log}
 	}
-	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader,
+	d.adminSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeader, IdleTimeout: idle,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	for _, p := range []struct {
 		s  httpServer
@@ -341,4 +379,59 @@ func sameRules(have, want []modelslot.TrafficRule) bool {
 		}
 	}
 	return true
+}
+
+// openStore opens the state: SQLite in the data directory, or the
+// PostgreSQL database of cfg.Store. A PostgreSQL that cannot be reached is
+// waited for (replicas may start before their database), saying so every
+// few seconds, until ctx ends.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (modelslot.Store, error) {
+	if cfg.Store == "" {
+		db, err := sqlite.Open(ctx, filepath.Join(cfg.Data, "modelslot.db"))
+		if err != nil {
+			return nil, err // not a nil *sqlite.DB in a non-nil interface
+		}
+		return db, nil
+	}
+	if !config.IsPostgres(cfg.Store) {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "store %q: use postgres://USER@HOST:PORT/DB, or no --store for SQLite in the data directory", cfg.Store)
+	}
+	wait := time.Second
+	for {
+		db, err := postgres.Open(ctx, cfg.Store)
+		if err == nil {
+			log.Info("state in PostgreSQL", "store", postgres.Redact(cfg.Store))
+			return db, nil
+		}
+		if modelslot.ErrorCode(err) != modelslot.EUNAVAILABLE {
+			return nil, err
+		}
+		log.Warn("waiting for the store", "store", postgres.Redact(cfg.Store), "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gave up waiting for the store: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// replicaName is the config's replica name, or host-pid-random.
+func replicaName(cfg *config.Config) string {
+	if cfg.Replica != "" {
+		return cfg.Replica
+	}
+	host, _ := os.Hostname()
+	b := make([]byte, 2)
+	rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// metricsOfAll is the metric source with every replica's requests: the
+// shared store's samples for a replica, else the gateway's own meter.
+func (d *Daemon) metricsOfAll() modelslot.MetricSource {
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		return pg
+	}
+	return d.Gateway.Meter()
 }

@@ -14,7 +14,7 @@ func mountDashboard(s *api.Server, d *Daemon) {
 		Authorized: s.Authorized,
 		Token:      s.Token,
 		Apps:       d.Engine,
-		Metrics:    d.Gateway.Meter(),
+		Metrics:    d.metricsOfAll(),
 		Logger:     d.log.With("component", "dashboard"),
 	})
 	public := s.Public

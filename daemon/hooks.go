@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/api"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/events"
 	"github.com/modelslot/modelslot/gateway"
+	"github.com/modelslot/modelslot/postgres"
 	"github.com/modelslot/modelslot/promql"
 	"github.com/modelslot/modelslot/rollout"
 )
@@ -38,12 +40,21 @@ type controller struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// On a shared store: the daemon, and whether this replica holds the
+	// controller's lease (see leader.go).
+	d      *Daemon
+	shared *postgres.DB
+	lease  *postgres.Lease
+	leader atomic.Bool
 }
 
 // metricSource builds the rollout gates' metric source from the config.
 func metricSource(d *Daemon) (modelslot.MetricSource, error) {
 	mc := d.cfg.Metrics
 	if mc.Source != "prometheus" {
+		if pg, ok := d.Store.(*postgres.DB); ok {
+			return pg, nil // every replica's samples
+		}
 		return d.Gateway.Meter(), nil
 	}
 	queries := promql.VLLMQueries()
@@ -65,7 +76,12 @@ func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*c
 	if err != nil {
 		return nil, err
 	}
+	c := &controller{gw: d.Gateway, log: log, d: d}
+	if pg, ok := d.Store.(*postgres.DB); ok {
+		c.shared = pg
+	}
 	m, err := rollout.NewManager(rollout.ManagerConfig{
+		Leader:   c.leaderCheck(),
 		Platform: d.Engine,
 		Metrics:  withShadow(metrics, d.Gateway),
 		Store:    d.Store,
@@ -82,7 +98,8 @@ func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*c
 		return nil, err
 	}
 	d.Rollouts = m
-	return &controller{m: m, gw: d.Gateway, log: log}, nil
+	c.m = m
+	return c, nil
 }
 
 func (c *controller) mount(s *api.Server) {
@@ -94,6 +111,7 @@ func (c *controller) mount(s *api.Server) {
 			extra(mux)
 		}
 		s.MountRollouts(mux, c.m)
+		mux.HandleFunc("GET /api/v1/controller", c.serveLeader)
 	}
 }
 
@@ -101,6 +119,13 @@ func (c *controller) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.wg.Add(1)
+	if c.shared != nil {
+		go func() {
+			defer c.wg.Done()
+			c.lead(ctx)
+		}()
+		return
+	}
 	go func() {
 		defer c.wg.Done()
 		if err := c.m.Run(ctx); err != nil && ctx.Err() == nil {

@@ -47,11 +47,11 @@ type serveProc struct {
 	killedAtStep []string
 }
 
-func newServeProc(t *testing.T) *serveProc {
+func newServeProc(t *testing.T, extraConfig ...string) *serveProc {
 	t.Helper()
 	p := &serveProc{t: t, bin: modelslotBin(t), dir: t.TempDir(), gateway: freeAddr(t), admin: freeAddr(t)}
 	p.file = filepath.Join(p.dir, "modelslot.yaml")
-	cfg := fmt.Sprintf("listen: %s\nadmin: %s\nrolloutInterval: %s\n", p.gateway, p.admin, rolloutInterval)
+	cfg := fmt.Sprintf("listen: %s\nadmin: %s\nrolloutInterval: %s\n", p.gateway, p.admin, rolloutInterval) + strings.Join(extraConfig, "\n") + "\n"
 	if err := os.WriteFile(p.file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	Listen, Admin string
 	// Short skips the rollouts (issue 2's loop only).
 	Short bool
+	// Binary is the modelslot binary whose `serve` the HA demo runs as
+	// replicas (default: this executable).
+	Binary string
 }
 
 // Run runs the demo; it returns an error unless every outcome happened as
@@ -519,7 +522,7 @@ func (t *traffic) one(stream bool) {
 	}
 	if err != nil || resp.StatusCode != http.StatusOK || (stream && !bytes.Contains(b, []byte("[DONE]"))) {
 		t.failed.Add(1)
-		t.lastErr.Store(fmt.Sprintf("status %d %v", resp.StatusCode, err))
+		t.lastErr.Store(fmt.Sprintf("status %d %v %.200s", resp.StatusCode, err, b))
 	}
 	version, _, _ := strings.Cut(resp.Header.Get("X-Modelslot-Version"), "+")
 	t.mu.Lock()

@@ -68,8 +68,16 @@ type Config struct {
 	// SampleCapacity is how many recent requests each slot keeps for
 	// analysis (default 65536).
 	SampleCapacity int
+	// MirrorMaxBytes bounds what mirrored requests queued or in flight
+	// hold (their bodies, production's answer heads): beyond it a request
+	// is not mirrored, and counted (default 64 MiB).
+	MirrorMaxBytes int64
 	// Registerer receives the Prometheus metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// SampleTap, when set, receives every metered request after the meter
+	// records it (replicas ship their samples to the shared store with it).
+	// It runs on the request's goroutine: it must not block.
+	SampleTap func(app, slot string, s modelslot.Sample)
 }
 
 func (c Config) withDefaults() Config {
@@ -90,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleConnsPerHost <= 0 {
 		c.MaxIdleConnsPerHost = 256
+	}
+	if c.MirrorMaxBytes <= 0 {
+		c.MirrorMaxBytes = 64 << 20
 	}
 	if c.SampleCapacity <= 0 {
 		c.SampleCapacity = 1 << 16
@@ -139,7 +150,7 @@ func New(cfg Config) *Gateway {
 	}
 	g.meter = newMeter(cfg.SampleCapacity, cfg.Registerer)
 	g.cookieAge = "; Path=/; Max-Age=" + strconv.Itoa(int(cfg.CookieMaxAge/time.Second)) + "; HttpOnly; SameSite=Lax"
-	g.mirror = newMirrorer(g)
+	g.mirror = newMirrorer(g, cfg.MirrorMaxBytes, cfg.Registerer)
 	var key [16]byte
 	crand.Read(key[:])
 	g.syntheticKey = hex.EncodeToString(key[:])
@@ -358,17 +369,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	aborted := g.serve(b, mw, r)
 	b.inflight.Add(-1)
 	s := mw.sample(slot.revision)
-	if aborted {
-		// The stream broke after the headers were sent: the client saw a
-		// truncated answer, which counts as a failure.
+	// The stream broke after the headers were sent: the client saw a
+	// truncated answer, which counts as a failure. Unless the client had
+	// the whole answer and hung up before the backend's end of body came
+	// (a client may close once it has read data: [DONE]).
+	failed := aborted && !(mw.delivered && r.Context().Err() != nil)
+	if failed {
 		s.Status = 0
 	}
-	if mirrorBody != nil && !aborted {
+	if mirrorBody != nil && !failed {
 		g.mirror.submit(job, mirrorBody, s, mw.firstBytes())
 	}
 	putMeterWriter(mw)
 	if !g.cfg.DisableMeter && !synthetic {
 		slot.meter.record(s)
+		if g.cfg.SampleTap != nil {
+			g.cfg.SampleTap(slot.meter.app, slot.meter.slot, s)
+		}
 	}
 	if aborted {
 		panic(http.ErrAbortHandler)

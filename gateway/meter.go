@@ -167,17 +167,26 @@ func (m *Meter) Stats(app string, window time.Duration, now time.Time) []Stats {
 	})
 	var out []Stats
 	for _, sm := range sms {
-		byRev := map[string][]modelslot.Sample{}
-		var order []string
-		for _, s := range sm.samples(now.Add(-window), now.Add(time.Nanosecond)) {
-			if _, ok := byRev[s.Revision]; !ok {
-				order = append(order, s.Revision)
-			}
-			byRev[s.Revision] = append(byRev[s.Revision], s)
+		out = append(out, Summarise(sm.app, sm.slot, window, sm.samples(now.Add(-window), now.Add(time.Nanosecond)))...)
+	}
+	return out
+}
+
+// Summarise gives per-revision summaries of one slot's samples, in the
+// order revisions first appear (replicas summarise the samples of all of
+// them with it).
+func Summarise(app, slot string, window time.Duration, samples []modelslot.Sample) []Stats {
+	byRev := map[string][]modelslot.Sample{}
+	var order []string
+	for _, s := range samples {
+		if _, ok := byRev[s.Revision]; !ok {
+			order = append(order, s.Revision)
 		}
-		for _, rev := range order {
-			out = append(out, summarise(sm.app, sm.slot, rev, window, byRev[rev]))
-		}
+		byRev[s.Revision] = append(byRev[s.Revision], s)
+	}
+	var out []Stats
+	for _, rev := range order {
+		out = append(out, summarise(app, slot, rev, window, byRev[rev]))
 	}
 	return out
 }
@@ -257,6 +266,10 @@ type meterWriter struct {
 	head       []byte // first bytes of the answer, kept for shadow comparison
 	keepHead   bool
 	wroteBytes bool
+	// ended: the stream's last event (data: [DONE], or a Responses API
+	// stream's final event) was written; delivered: and flushed to the
+	// client, which then has the whole answer.
+	ended, delivered bool
 }
 
 var meterWriters = sync.Pool{New: func() any { return new(meterWriter) }}
@@ -309,12 +322,48 @@ func (mw *meterWriter) Write(p []byte) (int, error) {
 	if mw.keepHead && len(mw.head) < 64<<10 {
 		mw.head = append(mw.head, p[:min(len(p), 64<<10-len(mw.head))]...)
 	}
+	var n int
+	var err error
 	if mw.rw != nil {
 		// The proxy checks that every byte it gave was written.
-		_, err := mw.ResponseWriter.Write(mw.rw.response(p))
-		return len(p), err
+		_, err = mw.ResponseWriter.Write(mw.rw.response(p))
+		n = len(p)
+	} else {
+		n, err = mw.ResponseWriter.Write(p)
 	}
-	return mw.ResponseWriter.Write(p)
+	if mw.stream && err == nil && !mw.ended {
+		mw.ended = streamEnds(p, mw.tail[:mw.tailN])
+	}
+	return n, err
+}
+
+var (
+	tokDone         = []byte("[DONE]")
+	tokResponseDone = [...][]byte{[]byte(`"type":"response.completed"`), []byte(`"type":"response.incomplete"`), []byte(`"type":"response.failed"`)}
+)
+
+// streamEnds reports whether a write ends an SSE answer with its last
+// event, complete up to its line end: "data: [DONE]" (chat and
+// completions) or a Responses API stream's final event. tail is the
+// stream's last bytes, this write included, for a marker split across
+// writes.
+func streamEnds(p, tail []byte) bool {
+	if len(p) == 0 || p[len(p)-1] != '\n' {
+		return false
+	}
+	t := bytes.TrimRight(tail, "\r\n ")
+	if bytes.HasSuffix(t, tokDone) {
+		t = bytes.TrimRight(t[:len(t)-len(tokDone)], " ")
+		return bytes.HasSuffix(t, tokData)
+	}
+	if i := bytes.LastIndex(p, tokData); i >= 0 {
+		for _, tok := range tokResponseDone {
+			if bytes.Contains(p[i:], tok) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // scanStream counts SSE events that carry content and notes when the first
@@ -403,10 +452,24 @@ func parseInt(b []byte) int {
 }
 
 // Flush passes SSE events on at once.
-func (mw *meterWriter) Flush() {
-	if f, ok := mw.ResponseWriter.(http.Flusher); ok {
+func (mw *meterWriter) Flush() { mw.FlushError() }
+
+// FlushError is Flush with its error (http.ResponseController uses it);
+// a flush that succeeds after the stream's last event delivers the answer.
+func (mw *meterWriter) FlushError() error {
+	var err error
+	switch f := mw.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		err = f.FlushError()
+	case http.Flusher:
 		f.Flush()
+	default:
+		return http.ErrNotSupported
 	}
+	if err == nil && mw.ended {
+		mw.delivered = true
+	}
+	return err
 }
 
 // Unwrap lets http.ResponseController reach the real writer.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/modelslot/modelslot"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/gjson"
 )
 
@@ -22,9 +23,10 @@ import (
 // can tell shadow traffic from users'.
 const ShadowHeader = "X-Modelslot-Shadow"
 
-// Mirroring limits. The queue and the pool bound what shadow traffic can
-// cost: a mirror that is slow or down fills the queue, and what does not
-// fit is dropped and counted, never waited for.
+// Mirroring limits. The queue, its bytes (Config.MirrorMaxBytes) and the
+// pool bound what shadow traffic can cost: a mirror that is slow or down
+// fills the queue, and what does not fit is dropped and counted, never
+// waited for.
 const (
 	mirrorQueue   = 256
 	mirrorWorkers = 4
@@ -68,6 +70,8 @@ type mirrorJob struct {
 	body     []byte
 	prod     modelslot.Sample
 	prodHead []byte
+	// size is what the job holds against Config.MirrorMaxBytes.
+	size int64
 }
 
 // mirrorer sends mirrored requests in the background through a bounded
@@ -76,6 +80,10 @@ type mirrorJob struct {
 type mirrorer struct {
 	g     *Gateway
 	queue chan *mirrorJob
+	// maxBytes bounds bytes, what the queued and in-flight jobs hold.
+	maxBytes int64
+	bytes    atomic.Int64
+	prom     mirrorMetrics
 
 	startMu sync.Mutex
 	started atomic.Bool
@@ -87,9 +95,37 @@ type mirrorer struct {
 	apps sync.Map // app name -> *shadowApp
 }
 
-func newMirrorer(g *Gateway) *mirrorer {
+func newMirrorer(g *Gateway, maxBytes int64, reg prometheus.Registerer) *mirrorer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &mirrorer{g: g, queue: make(chan *mirrorJob, mirrorQueue), ctx: ctx, cancel: cancel}
+	m := &mirrorer{g: g, queue: make(chan *mirrorJob, mirrorQueue), maxBytes: maxBytes, ctx: ctx, cancel: cancel}
+	m.prom = newMirrorMetrics(reg, func() float64 { return float64(m.bytes.Load()) })
+	return m
+}
+
+// mirrorMetrics are the mirror's Prometheus metrics.
+type mirrorMetrics struct {
+	dropped *prometheus.CounterVec
+}
+
+// Why a mirror was dropped (the reason label).
+const (
+	dropQueueFull = "queue_full"  // mirrorQueue mirrors wait already
+	dropBytes     = "bytes_limit" // Config.MirrorMaxBytes would be exceeded
+	dropStopped   = "stopped"     // the gateway is closing
+)
+
+func newMirrorMetrics(reg prometheus.Registerer, queued func() float64) mirrorMetrics {
+	m := mirrorMetrics{dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelslot_gateway_mirror_dropped_total",
+		Help: "Mirrored (shadow) requests not sent, by app and reason: queue_full, bytes_limit (gateway.mirrorMaxBytes), stopped.",
+	}, []string{"app", "reason"})}
+	if reg != nil {
+		reg.MustRegister(m.dropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modelslot_gateway_mirror_queued_bytes",
+			Help: "Bytes held by mirrored requests queued or in flight, bounded by gateway.mirrorMaxBytes.",
+		}, queued))
+	}
+	return m
 }
 
 // capture copies what the mirror needs of r before it is proxied: the
@@ -116,15 +152,33 @@ func (m *mirrorer) submit(job *mirrorJob, body []byte, prod modelslot.Sample, pr
 	}
 	st := m.stats(job.app)
 	if !m.started.Load() && !m.start() {
-		st.dropped.Add(1)
+		m.drop(st, job.app, dropStopped)
 		return
 	}
-	job.body, job.prod, job.prodHead = body, prod, bytes.Clone(prodHead)
+	// What the job holds until a worker is done with it: the body, the
+	// copy a rewriting slot makes of it, production's answer head.
+	size := int64(len(body) + len(prodHead))
+	if job.slot.rewrite != nil {
+		size += int64(len(body))
+	}
+	if m.bytes.Add(size) > m.maxBytes {
+		m.bytes.Add(-size)
+		st.droppedBytes.Add(1)
+		m.drop(st, job.app, dropBytes)
+		return
+	}
+	job.body, job.prod, job.prodHead, job.size = body, prod, bytes.Clone(prodHead), size
 	select {
 	case m.queue <- job:
 	default:
-		st.dropped.Add(1)
+		m.bytes.Add(-size)
+		m.drop(st, job.app, dropQueueFull)
 	}
+}
+
+func (m *mirrorer) drop(st *shadowApp, app, reason string) {
+	st.dropped.Add(1)
+	m.prom.dropped.WithLabelValues(app, reason).Inc()
 }
 
 // start launches the workers once; it reports false after close.
@@ -162,6 +216,7 @@ func (m *mirrorer) work() {
 			return
 		case job := <-m.queue:
 			m.mirror(job)
+			m.bytes.Add(-job.size)
 		}
 	}
 }
@@ -493,6 +548,7 @@ func jsonBody(t string) (string, bool) {
 // apart from the slot meters that rollout gates judge.
 type shadowApp struct {
 	sent, dropped, failed atomic.Int64
+	droppedBytes          atomic.Int64
 
 	mu       sync.Mutex
 	compared int64
@@ -574,13 +630,19 @@ type ShadowStats struct {
 	// Slot and Percent are the mirror rule in force ("" when off).
 	Slot    string  `json:"slot,omitempty"`
 	Percent float64 `json:"percent,omitempty"`
-	// Sent mirrored requests were sent to the shadow; Dropped ones found
-	// the queue full; Failed ones got no answer; Compared ones were paired
-	// with production's answer (failed ones included).
-	Sent     int64 `json:"sent"`
-	Dropped  int64 `json:"dropped"`
-	Failed   int64 `json:"failed"`
-	Compared int64 `json:"compared"`
+	// Sent mirrored requests were sent to the shadow; Dropped ones were
+	// not (the queue was full, or its bytes limit reached:
+	// DroppedOverBytes of them); Failed ones got no answer; Compared ones
+	// were paired with production's answer (failed ones included).
+	Sent             int64 `json:"sent"`
+	Dropped          int64 `json:"dropped"`
+	DroppedOverBytes int64 `json:"droppedOverBytes"`
+	Failed           int64 `json:"failed"`
+	Compared         int64 `json:"compared"`
+	// QueuedBytes is what the mirrors of every app queued or in flight
+	// hold now, at most MaxQueuedBytes (gateway.mirrorMaxBytes).
+	QueuedBytes    int64 `json:"queuedBytes"`
+	MaxQueuedBytes int64 `json:"maxQueuedBytes"`
 	// Window is the number of kept pairs the fields below summarise.
 	Window           int `json:"window"`
 	StatusMismatches int `json:"statusMismatches"`
@@ -602,7 +664,7 @@ type ShadowStats struct {
 
 // ShadowStats summarises an app's shadow traffic.
 func (g *Gateway) ShadowStats(app string) ShadowStats {
-	st := ShadowStats{App: app, Recent: []ShadowPair{}}
+	st := ShadowStats{App: app, Recent: []ShadowPair{}, QueuedBytes: g.mirror.bytes.Load(), MaxQueuedBytes: g.mirror.maxBytes}
 	if a := g.snap.Load().apps[app]; a != nil && a.mirror != nil {
 		st.Slot, st.Percent = a.mirror.slot.name, float64(a.mirror.threshold)*100/buckets
 	}
@@ -613,6 +675,7 @@ func (g *Gateway) ShadowStats(app string) ShadowStats {
 	}
 	sa := v.(*shadowApp)
 	st.Sent, st.Dropped, st.Failed = sa.sent.Load(), sa.dropped.Load(), sa.failed.Load()
+	st.DroppedOverBytes = sa.droppedBytes.Load()
 	sa.mu.Lock()
 	st.Compared = sa.compared
 	sa.mu.Unlock()

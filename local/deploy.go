@@ -247,6 +247,9 @@ func (e *Engine) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 		}
 		d = *past
 	}
+	if e.cfg.Shared && strings.TrimSpace(d.Command) != "" {
+		return nil, modelslot.Errorf(modelslot.EINVALID, "deploy: this daemon is one of several replicas on a shared store, so it does not run model servers (--cmd): start the server yourself and deploy its address with --url, reachable from every replica (docs/HA.md)")
+	}
 	if err := normalize(&d); err != nil {
 		return nil, err
 	}

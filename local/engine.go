@@ -35,6 +35,10 @@ type Config struct {
 	WarmupRequestTimeout time.Duration
 	// MaxSlots is the default per-app slot limit (default 5).
 	MaxSlots int
+	// Shared says that other daemons (replicas) share the store: deploys
+	// of a command (--cmd) are refused, since each replica would run its
+	// own copy of the model server; deploy a URL that every replica reaches.
+	Shared bool
 }
 
 // Engine is the local platform.
@@ -219,6 +223,9 @@ func (e *Engine) lockApp(app string) func() {
 	}
 	e.opMu.Unlock()
 	m.Lock()
+	if e.cfg.Shared {
+		e.syncLocked(app)
+	}
 	return m.Unlock
 }
 

@@ -35,6 +35,11 @@ type ManagerConfig struct {
 	GatewayURL func() string
 	// GatewayHeaders go on every request a gate sends through the gateway.
 	GatewayHeaders http.Header
+	// Leader, when set, says whether this process runs the rollouts (one
+	// replica of several on a shared store): nil when it does, otherwise
+	// the error to answer commands with (it names the replica that does).
+	// Unset: this process always does.
+	Leader func(ctx context.Context) error
 }
 
 // Manager runs the rollouts of every app: one goroutine per active
@@ -111,6 +116,12 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	<-m.ctx.Done()
 	m.wg.Wait()
+	// Ready for another Run: a replica that lost the controller's lease
+	// stops here and may take it back later.
+	m.mu.Lock()
+	m.ctx, m.cancel = nil, nil
+	m.runners = map[string]*runner{}
+	m.mu.Unlock()
 	return nil
 }
 
@@ -125,6 +136,13 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.wg.Wait()
 	return nil
+}
+
+func (m *Manager) leader(ctx context.Context) error {
+	if m.cfg.Leader == nil {
+		return nil
+	}
+	return m.cfg.Leader(ctx)
 }
 
 // launch starts r's goroutine; m.mu is held.
@@ -194,6 +212,9 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	}
 	if slot == modelslot.Production || slot == modelslot.Self {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "rollout: the candidate cannot be production itself: deploy the new version to a slot (e.g. staging) and roll that slot out")
+	}
+	if err := m.leader(ctx); err != nil {
+		return nil, err
 	}
 	a, err := m.cfg.Platform.App(ctx, app)
 	if err != nil {
@@ -405,6 +426,9 @@ type commandReply struct {
 // command hands c to the app's runner, which applies it between two
 // actions (a swap in progress finishes first), and waits for the result.
 func (m *Manager) command(ctx context.Context, app string, c command) (*Rollout, error) {
+	if err := m.leader(ctx); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	r := m.runners[app]
 	running := m.ctx != nil && !m.closed

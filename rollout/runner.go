@@ -893,6 +893,9 @@ func covered(s modelslot.Series, from, to time.Time) time.Time {
 	if s.Complete {
 		return to
 	}
+	if !s.Through.IsZero() {
+		return minTime(to, maxTime(from, s.Through))
+	}
 	end := from
 	for _, b := range s.Buckets {
 		if e := b.Start.Add(b.Grain); e.After(end) && !e.After(to) {
@@ -1003,4 +1006,11 @@ func (r *runner) rollback(ctx context.Context) (bool, error) {
 	}
 	r.finish(ctx, rb.Final, rb.Reason)
 	return false, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

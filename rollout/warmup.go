@@ -127,10 +127,3 @@ func split(s modelslot.Series, t time.Time) (before, after modelslot.Series) {
 	}
 	return before, after
 }
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}

@@ -100,6 +100,8 @@ var migrations = []string{
 	);
 	CREATE INDEX events_app ON events(app, id);
 	CREATE INDEX events_rollout ON events(rollout, id);`,
+	// 2: optimistic concurrency on apps (see modelslot.Store.PutApp).
+	`ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 1;`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -139,7 +141,7 @@ func (s *DB) migrate(ctx context.Context) error {
 }
 
 func (s *DB) Apps(ctx context.Context) ([]*modelslot.App, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM apps ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT doc, version FROM apps ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
@@ -147,20 +149,25 @@ func (s *DB) Apps(ctx context.Context) ([]*modelslot.App, error) {
 	var apps []*modelslot.App
 	for rows.Next() {
 		var doc string
-		if err := rows.Scan(&doc); err != nil {
+		var version int64
+		if err := rows.Scan(&doc, &version); err != nil {
 			return nil, fmt.Errorf("list apps: %w", err)
 		}
 		var a modelslot.App
 		if err := json.Unmarshal([]byte(doc), &a); err != nil {
 			return nil, fmt.Errorf("list apps: decode: %w", err)
 		}
+		a.StoreVersion = version
 		apps = append(apps, &a)
 	}
 	return apps, rows.Err()
 }
 
 func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.SwapRecord) error {
+	from := app.StoreVersion
+	app.StoreVersion = from + 1
 	doc, err := json.Marshal(app)
+	app.StoreVersion = from
 	if err != nil {
 		return fmt.Errorf("put app %s: %w", app.Name, err)
 	}
@@ -169,17 +176,32 @@ func (s *DB) PutApp(ctx context.Context, app *modelslot.App, swap *modelslot.Swa
 		return fmt.Errorf("put app %s: %w", app.Name, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO apps (name, doc, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT(name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at`,
-		app.Name, string(doc), time.Now().UnixNano()); err != nil {
+	var res sql.Result
+	if from == 0 {
+		res, err = tx.ExecContext(ctx, `INSERT INTO apps (name, doc, updated_at, version) VALUES (?, ?, ?, 1)
+			ON CONFLICT(name) DO NOTHING`, app.Name, string(doc), time.Now().UnixNano())
+	} else {
+		res, err = tx.ExecContext(ctx, `UPDATE apps SET doc = ?, updated_at = ?, version = ? WHERE name = ? AND version = ?`,
+			string(doc), time.Now().UnixNano(), from+1, app.Name, from)
+	}
+	if err != nil {
 		return fmt.Errorf("put app %s: %w", app.Name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("put app %s: %w", app.Name, err)
+	} else if n != 1 {
+		return modelslot.ErrStaleApp(app.Name, from)
 	}
 	if swap != nil {
 		if err := putSwap(ctx, tx, swap); err != nil {
 			return fmt.Errorf("put app %s: %w", app.Name, err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("put app %s: %w", app.Name, err)
+	}
+	app.StoreVersion = from + 1
+	return nil
 }
 
 func (s *DB) DeleteApp(ctx context.Context, name string) error {

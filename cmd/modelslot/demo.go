@@ -9,6 +9,7 @@ func init() { commands = append(commands, newDemoCmd) }
 
 func newDemoCmd() *cobra.Command {
 	var o demo.Options
+	var ha bool
 	cmd := &cobra.Command{
 		Use:   "demo [--keep]",
 		Short: "Run the whole loop on the embedded default: slots, split, swap, swap back, gated rollouts",
@@ -21,11 +22,15 @@ outcome happened as expected; --keep leaves it running afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Out = cmd.OutOrStdout()
+			if ha {
+				return demo.RunHA(cmd.Context(), o)
+			}
 			return demo.Run(cmd.Context(), o)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "leave the daemon running afterwards and print the gateway URL and a curl line")
 	cmd.Flags().Float64Var(&o.Rate, "rate", 200, "live traffic in requests per second")
+	cmd.Flags().BoolVar(&ha, "ha", false, "run the loop on three replicas sharing a local PostgreSQL (needs its server binaries: apt-get install postgresql) and kill the rollout's leader mid-bake (docs/HA.md)")
 	cmd.Flags().BoolVar(&o.Short, "short", false, "skip the rollouts (slots, split and swaps only)")
 	cmd.Flags().StringVar(&o.Listen, "listen", "", "gateway address (default: a free loopback port)")
 	cmd.Flags().StringVar(&o.Admin, "admin", "", "admin address (default: a free loopback port)")

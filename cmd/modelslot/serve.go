@@ -14,7 +14,7 @@ func init() { commands = append(commands, newServeCmd) }
 
 func newServeCmd() *cobra.Command {
 	var (
-		file, data, listen, admin, logLevel string
+		file, data, store, listen, admin, logLevel string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--data DIR] [--listen ADDR] [--admin ADDR]",
@@ -38,6 +38,11 @@ start, and Prometheus metrics at /metrics. State lives in SQLite in --data.`,
 			if cmd.Flags().Changed("data") || cfg.Data == config.DefaultData && os.Getenv("MODELSLOT_DATA") != "" {
 				cfg.Data = firstNonEmpty(data, os.Getenv("MODELSLOT_DATA"))
 			}
+			if cmd.Flags().Changed("store") {
+				cfg.Store = store
+			} else if env := os.Getenv("MODELSLOT_STORE"); env != "" && cfg.Store == "" {
+				cfg.Store = env
+			}
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
 			}
@@ -60,6 +65,7 @@ start, and Prometheus metrics at /metrics. State lives in SQLite in --data.`,
 	fl := cmd.Flags()
 	fl.StringVar(&file, "config", "", "YAML file declaring apps, slots, deployments and routing (docs/CONFIG.md)")
 	fl.StringVar(&data, "data", config.DefaultData, "state directory (SQLite database, admin token, process logs)")
+	fl.StringVar(&store, "store", "", "shared state for replicas: postgres://USER@HOST:PORT/DB (also MODELSLOT_STORE, or store: in the config); default SQLite in --data (docs/HA.md)")
 	fl.StringVar(&listen, "listen", config.DefaultListen, "gateway address (OpenAI-compatible API)")
 	fl.StringVar(&admin, "admin", config.DefaultAdmin, "admin API address; keep it on loopback unless you mean it")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -56,6 +56,7 @@ func (w *response) WriteHeader(code int) {
 		panic("h1: invalid WriteHeader code " + strconv.Itoa(code))
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.c.stopContinue(code == http.StatusContinue)
 		w.writeStatusLine(code)
 		w.writeHeaders(nil)
 		w.c.bw.WriteString("\r\n")
@@ -144,6 +145,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.headSent {
 		return nil, nil, errors.New("h1: Hijack after the answer started")
 	}
+	c.stopContinue(false)
 	if !c.state.CompareAndSwap(stateActive, stateHijacked) {
 		return nil, nil, http.ErrHijacked
 	}
@@ -159,6 +161,7 @@ func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteD
 
 // sendHead decides the framing and writes the status line and headers.
 func (w *response) sendHead() {
+	w.c.stopContinue(false)
 	w.headSent = true
 	h := w.header
 	switch {

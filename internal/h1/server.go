@@ -55,11 +55,14 @@ type Server struct {
 	Handler http.Handler
 	// MaxHeaderBytes bounds a request's head (default 1 MiB).
 	MaxHeaderBytes int
-	// ReadHeaderTimeout bounds the time to read a request's head once its
-	// first byte has arrived (default 0: none).
+	// ReadHeaderTimeout bounds the time to read a request's head: one
+	// deadline for the whole head, from the connection's start for its
+	// first request and from the first byte for the next ones (the wait
+	// before is IdleTimeout's), as net/http does (default 0: none).
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that waits longer for its
-	// next request (default 0: none, as net/http without ReadTimeout).
+	// next request, and a new connection that sends nothing for that long
+	// when there is no ReadHeaderTimeout (default 0: none).
 	IdleTimeout time.Duration
 	// WatchAfter is how long a request runs before its connection is
 	// watched for a client that hangs up, which cancels the request's
@@ -241,6 +244,13 @@ type conn struct {
 	// linger: the client may still be sending what the server will not
 	// read (an unread body); see closeWriteAndDrain.
 	linger bool
+	// expect: the request asked for 100 Continue and its answer has not
+	// started (the serving goroutine's); under contMu, canContinue: the
+	// first body read may still send the 100 Continue, and continued: it
+	// did.
+	expect                 bool
+	contMu                 sync.Mutex
+	canContinue, continued bool
 	// aw is rw's WriteAwaitRead (nil without); await asks the next write
 	// to use it, and awaitSet says that it set a read deadline.
 	aw       rawio.Awaiter
@@ -330,15 +340,17 @@ func (c *conn) serve() {
 		maxHeader = 1 << 20
 	}
 	for first := true; ; first = false {
-		// Waiting for a request: the idle timeout, and for a new
-		// connection the header timeout (a client that connects and sends
-		// nothing is dropped, as by net/http).
-		armed := true
+		// Waiting for a request: for a new connection the header timeout,
+		// which bounds its whole first head (a client that connects and
+		// sends nothing is dropped, as by net/http); for the next requests
+		// the idle timeout.
+		armed, headArmed := true, false
 		switch {
-		case c.s.IdleTimeout > 0:
-			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
 		case first && c.s.ReadHeaderTimeout > 0:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+			headArmed = true
+		case c.s.IdleTimeout > 0:
+			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
 		case c.awaitSet:
 			c.nc.SetReadDeadline(time.Time{}) // awaitNext's
 			armed = false
@@ -355,10 +367,14 @@ func (c *conn) serve() {
 			return // closed by Shutdown while the request arrived
 		}
 		// A head already whole in the buffer cannot block: no deadline.
+		// Otherwise the head has one deadline, never moved once its first
+		// byte has come: a client sending it a byte at a time is cut at
+		// the header timeout, not at twice it.
 		deadline := c.s.ReadHeaderTimeout > 0 && wire.HeadLen(c.br) < 0
-		if deadline {
+		switch {
+		case deadline && !headArmed:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
-		} else if armed {
+		case !deadline && armed:
 			c.nc.SetReadDeadline(time.Time{})
 		}
 		req, err := wire.ReadRequest(c.ctx, c.br, int(maxHeader))
@@ -462,14 +478,20 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	// last one after its handler returned (net/http's, writing a request
 	// body to an https backend) must not touch the next.
 	b := newBody(req.Body)
+	c.expect = false
+	expected := false
 	if req.Body != http.NoBody {
 		req.Body = b
 		if _, ok := req.Header["Expect"]; ok {
-			// Ask for the body at once: the handler is about to read it.
-			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if c.bw.Flush() != nil {
-				return false
-			}
+			// The body is asked for when the handler first reads it, as
+			// net/http does: a request the handler refuses from its head
+			// (a body over the limit) is answered without inviting the
+			// body first.
+			c.expect, expected = true, true
+			c.contMu.Lock()
+			c.canContinue, c.continued = true, false
+			c.contMu.Unlock()
+			b.c = c
 		}
 	}
 	w := &c.res
@@ -494,7 +516,10 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		// off): the client must see a truncated answer, not a complete one.
 		return false
 	}
-	if !b.eof.Load() && b.rc != nil && (bodyLen < 0 || bodyLen > discardLimit) {
+	// A body never asked for (100 Continue not sent) may never come:
+	// the connection ends after the answer rather than wait for it.
+	uninvited := expected && !c.endContinue()
+	if !b.eof.Load() && b.rc != nil && (bodyLen < 0 || bodyLen > discardLimit || uninvited) {
 		// Too much may be left to read: say that the connection ends.
 		w.closeAfter = true
 	}
@@ -503,6 +528,10 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		return false
 	}
 	if !b.eof.Load() && b.rc != nil {
+		if uninvited {
+			c.linger = true
+			return false
+		}
 		// Read the rest of a body the handler did not want, within limits.
 		n, err := io.CopyN(io.Discard, b.rc, discardLimit+1)
 		if err != io.EOF || n > discardLimit {
@@ -607,12 +636,57 @@ func (c *conn) endWatch() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// sendContinue invites the request's body, unless the answer has started.
+// It may run on another goroutine than the handler's (a transport writing
+// the body upstream): it writes to the socket itself, under contMu, which
+// the handler's goroutine takes before it first writes (stopContinue).
+func (c *conn) sendContinue() error {
+	c.contMu.Lock()
+	defer c.contMu.Unlock()
+	if !c.canContinue {
+		return nil
+	}
+	c.canContinue = false
+	if _, err := c.rw.Write(continueLine); err != nil {
+		return err
+	}
+	c.continued = true
+	return nil
+}
+
+// stopContinue is called before the answer's first byte is written: from
+// then on the body is no longer invited by a read. sent100: the handler
+// itself sends 100 Continue.
+func (c *conn) stopContinue(sent100 bool) {
+	if c.expect {
+		c.expect = false
+		c.contMu.Lock()
+		c.canContinue = false
+		c.continued = c.continued || sent100
+		c.contMu.Unlock()
+	}
+}
+
+// endContinue stops the invitation and reports whether it was sent.
+func (c *conn) endContinue() bool {
+	c.contMu.Lock()
+	defer c.contMu.Unlock()
+	c.canContinue = false
+	return c.continued
+}
+
 // body wraps the request body: it records the end of the body (for the
-// watch and for keep-alive) and never lets Close drain an unbounded body.
+// watch and for keep-alive), never lets Close drain an unbounded body and
+// sends 100 Continue at its first read when the request expects it.
 type body struct {
 	rc     io.ReadCloser
 	eof    atomic.Bool
 	closed atomic.Bool
+	// c is the connection that owes the client a 100 Continue (nil:
+	// none); only the body's reader touches it.
+	c *conn
 }
 
 func newBody(rc io.ReadCloser) *body {
@@ -632,6 +706,12 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if b.rc == nil {
 		return 0, io.EOF
+	}
+	if c := b.c; c != nil {
+		b.c = nil
+		if err := c.sendContinue(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
