@@ -321,7 +321,8 @@ func (s *Server) guard(app string) error {
 		return nil
 	}
 	if id, busy := s.Guard.Busy(app); busy {
-		return modelslot.Errorf(modelslot.ECONFLICT, "rollout %s is running on app %s and owns its traffic and swaps: pause it (`modelslot rollout pause`) or abort it (`modelslot rollout abort`) first", id, app)
+		flag := rollout.CLIAppFlag(app)
+		return modelslot.Errorf(modelslot.ECONFLICT, "rollout %s is running on app %s and owns its traffic and swaps: pause it (`modelslot rollout pause%s`) or abort it (`modelslot rollout abort%s`) first", id, app, flag, flag)
 	}
 	return nil
 }

@@ -175,6 +175,7 @@ func (p *serveProc) cleanup() {
 // between them, each a place where a SIGKILL must not lose or repeat work.
 const killPlan = `
 name: e2e-kill
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 onInconclusive: fail
 analysis: {alpha: 0.002, minSamples: 40, maxErrorRate: 0.1, maxSlowerProb: 0.9, metrics: [errors, latency]}
 steps:

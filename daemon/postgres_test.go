@@ -253,6 +253,7 @@ func TestJudgeSeesEveryReplica(t *testing.T) {
 	ctx := context.Background()
 	const plan = `
 name: count
+warmup: {duration: 0s, requests: 0}   # every request is judged: the count must match
 analysis: {metrics: [errors]}
 steps:
   - traffic: 50
@@ -368,6 +369,7 @@ func TestStoreOutage(t *testing.T) {
 	}
 	const plan = `
 name: outage
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {metrics: [errors], minSamples: 20, maxErrorRate: 0.5}
 steps:
   - traffic: 20

@@ -360,6 +360,7 @@ func TestRolloutHappyPathUnderLoad(t *testing.T) {
 // badPlan bakes long enough for a test to turn the candidate bad mid-bake.
 const badPlan = `
 name: e2e-bad-candidate
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 onInconclusive: fail
 analysis: {alpha: 0.05, minSamples: 40, maxErrorRate: 0.1, maxSlowerProb: 0.9}
 steps:
@@ -492,6 +493,7 @@ func TestRolloutAbortStopsCandidateTrafficAtOnce(t *testing.T) {
 	}{
 		{"during the bake", `
 name: e2e-abort-bake
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {gates: []}
 steps:
   - traffic: 50
@@ -500,6 +502,7 @@ steps:
 `, 1, 0},
 		{"during the watch", `
 name: e2e-abort-watch
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {gates: []}
 steps:
   - traffic: 50
@@ -575,6 +578,7 @@ func TestRolloutWatchFailureSwapsBack(t *testing.T) {
 	l := loadMix(t, e)
 	ro, err := e.c.StartRollout(ctx, "default", "staging", `
 name: e2e-watch-fails
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 onInconclusive: fail
 analysis: {alpha: 0.05, minSamples: 40, maxErrorRate: 0.1, maxSlowerProb: 0.9}
 steps:
@@ -630,6 +634,7 @@ steps:
 // acts on it while it runs.
 const holdPlan = `
 name: e2e-hold
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {gates: []}
 steps:
   - traffic: 10
@@ -743,6 +748,7 @@ func TestRolloutOperatorCommands(t *testing.T) {
 	e.c.Actor = "alice"
 	ro, err := e.c.StartRollout(ctx, "default", "staging", `
 name: e2e-operator
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {gates: []}
 steps:
   - traffic: 10
@@ -934,6 +940,7 @@ webhooks:
 
 	ro, err := e.c.StartRollout(ctx, "default", "staging", `
 name: e2e-events
+warmup: {duration: 0s, requests: 0}   # this test is not about warm-ups
 analysis: {gates: []}
 steps:
   - traffic: 10

@@ -378,6 +378,7 @@ func (d *demo) validate(ctx context.Context) error {
 const demoPlan = `name: demo
 interval: 1s
 onInconclusive: fail
+warmup: {duration: 2s, requests: 20}
 analysis:
   minSamples: 100
   maxErrorRate: 0.05

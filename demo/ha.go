@@ -26,6 +26,7 @@ import (
 // is the story.
 const haPlan = `
 name: ha-demo
+warmup: {duration: 2s, requests: 20}
 analysis: {alpha: 0.01, metrics: [errors, latency]}
 steps:
   - traffic: 20

@@ -32,6 +32,29 @@ type fakePlatform struct {
 	// afterSwap, if set, runs after a swap took effect (e.g. to block like
 	// a daemon killed before the answer was recorded).
 	afterSwap func(ctx context.Context) error
+	// now and changed: when each slot's traffic or deployment last
+	// changed, by the rollout's clock (set now to record them).
+	now     func() time.Time
+	changed map[string]time.Time
+}
+
+// touch records a change of slot's traffic or deployment; p.mu is held.
+func (p *fakePlatform) touch(slots ...string) {
+	if p.now == nil {
+		return
+	}
+	if p.changed == nil {
+		p.changed = map[string]time.Time{}
+	}
+	for _, s := range slots {
+		p.changed[s] = p.now()
+	}
+}
+
+func (p *fakePlatform) changedAt(slot string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed[slot]
 }
 
 type trafficCall struct {
@@ -104,6 +127,7 @@ func (p *fakePlatform) SetTraffic(ctx context.Context, app string, rules []model
 		return modelslot.Routing{}, err
 	}
 	p.app.Routing.Rules = norm
+	p.touch(modelslot.Production, "staging")
 	if opts.ResetPins {
 		p.app.Routing.Generation++
 	}
@@ -120,6 +144,7 @@ func (p *fakePlatform) Swap(ctx context.Context, app string, req modelslot.SwapR
 		TargetRevision: dst.Deployment.Revision, Actor: req.Actor, StartedAt: time.Now(), FinishedAt: time.Now(),
 	}
 	src.Deployment, dst.Deployment = dst.Deployment, src.Deployment
+	p.touch(req.Source, req.Target)
 	p.app.Routing.Generation++
 	p.swaps = append(p.swaps, rec)
 	p.swapCalls++
@@ -147,12 +172,16 @@ func (p *fakePlatform) Swaps(ctx context.Context, app string, limit int) ([]*mod
 
 // fakeMetrics makes deterministic per-request samples for each slot,
 // proportional to its current share: the same window always yields the
-// same data. Revisions listed in bad have 30% errors and double latency.
+// same data. Revisions listed in bad have 30% errors and double latency;
+// revisions listed in cold have double latency and TTFT for coldFor after
+// their slot's traffic or deployment changed (platform.now must be set).
 type fakeMetrics struct {
-	p   *fakePlatform
-	rps float64
-	mu  sync.Mutex
-	bad map[string]bool
+	p       *fakePlatform
+	rps     float64
+	mu      sync.Mutex
+	bad     map[string]bool
+	cold    map[string]bool
+	coldFor time.Duration
 }
 
 func (m *fakeMetrics) setBad(rev string) {
@@ -172,6 +201,10 @@ func (m *fakeMetrics) Series(ctx context.Context, q modelslot.MetricQuery) (mode
 	rev := m.p.revision(q.Slot)
 	m.mu.Lock()
 	bad := m.bad[rev]
+	var coldUntil time.Time
+	if m.cold[rev] {
+		coldUntil = m.p.changedAt(q.Slot).Add(m.coldFor)
+	}
 	m.mu.Unlock()
 	out := modelslot.Series{Slot: q.Slot, Complete: true}
 	rate := m.rps * share
@@ -186,6 +219,10 @@ func (m *fakeMetrics) Series(ctx context.Context, q modelslot.MetricQuery) (mode
 			h := hash(q.Slot, t.UnixNano())
 			jitter := time.Duration(h%400) * time.Millisecond
 			s := modelslot.Sample{Time: t, Status: 200, Latency: time.Second + jitter, TTFT: 200*time.Millisecond + jitter/4, OutputTokens: 100, Revision: rev}
+			if t.Before(coldUntil) {
+				s.Latency *= 2
+				s.TTFT *= 2
+			}
 			if bad {
 				s.Latency *= 2
 				if h%10 < 3 {

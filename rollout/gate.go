@@ -74,6 +74,8 @@ type GateResult struct {
 	Reason string `json:"reason"`
 	// Evidence is the gate's detail (checks, statistics, thresholds).
 	Evidence json.RawMessage `json:"evidence,omitempty"`
+	// Checks is the gate's progress per check, for status views (optional).
+	Checks []CheckProgress `json:"checks,omitempty"`
 	// State is persisted with the rollout and handed back at the next look.
 	State json.RawMessage `json:"-"`
 }
@@ -340,7 +342,11 @@ func (g *metricsGate) Evaluate(ctx context.Context, in GateInput) (GateResult, e
 	if err != nil {
 		return GateResult{}, err
 	}
-	return GateResult{Verdict: Verdict(res.Verdict), Reason: res.Reason, Evidence: ev, State: j.State()}, nil
+	minSamples := g.cfg.MinSamples
+	if minSamples == 0 {
+		minSamples = analysis.DefaultMinSamples
+	}
+	return GateResult{Verdict: Verdict(res.Verdict), Reason: res.Reason, Evidence: ev, Checks: checkProgress(res, minSamples), State: j.State()}, nil
 }
 
 // metricsEvidence is the judge's result and the gate's share of the plan's

@@ -188,9 +188,19 @@ func (m *Manager) CheckIdle(app string) error {
 }
 
 func conflictError(app, id string) error {
+	flag := CLIAppFlag(app)
 	return modelslot.Errorf(modelslot.ECONFLICT,
-		"app %q is in the hands of rollout %s: wait for it to finish, pause it (modelslot rollout pause %s) or abort it (modelslot rollout abort %s) first",
-		app, id, app, app)
+		"app %q is in the hands of rollout %s: wait for it to finish, pause it (`modelslot rollout pause%s`) or abort it (`modelslot rollout abort%s`) first",
+		app, id, flag, flag)
+}
+
+// CLIAppFlag is what a CLI command needs to name app: "" for the default
+// app, else " --app NAME".
+func CLIAppFlag(app string) string {
+	if app == "" || app == "default" { // the CLI's --app default
+		return ""
+	}
+	return " --app " + app
 }
 
 // Start begins a rollout of slot's deployment into production by plan
@@ -251,17 +261,65 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	if p := a.Slot(modelslot.Production); p != nil && p.Deployment != nil {
 		doc.BaselineRevision = p.Deployment.Revision
 	}
+	var prod *modelslot.Deployment
+	if p := a.Slot(modelslot.Production); p != nil {
+		prod = p.Deployment
+	}
+	doc.Warnings = m.sameVersionWarnings(ctx, app, slot, s.Deployment, prod)
 	r := m.newRunner(doc)
 	if err := r.save(ctx); err != nil {
 		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	out := doc.clone()
-	r.publish(ctx, "rollout.started", actor, fmt.Sprintf("rollout %s of slot %q started: %d steps (%s)", doc.ID, slot, len(plan.Steps), planSummary(plan)), nil)
+	msg := fmt.Sprintf("rollout %s of slot %q started: %d steps (%s)", doc.ID, slot, len(plan.Steps), planSummary(plan))
+	for _, w := range doc.Warnings {
+		msg += "; warning: " + w
+	}
+	r.publish(ctx, "rollout.started", actor, msg, nil)
 	m.runners[app] = r
 	if m.ctx != nil {
 		m.launch(r)
 	}
 	return out, nil
+}
+
+// sameVersionWarnings says when the candidate is the version production
+// serves, or an older one that production served before: after a swap the
+// slot holds the previous production version, and rolling it out compares
+// a version with itself or brings the old one back. A version that was
+// rolled back and is tried again is newer than production's: no warning.
+func (m *Manager) sameVersionWarnings(ctx context.Context, app, slot string, cand, prod *modelslot.Deployment) []string {
+	rev := cand.Revision
+	if rev == "" || prod == nil {
+		return nil
+	}
+	name := rev
+	if cand.Version != "" {
+		name = cand.Version + " (revision " + rev + ")"
+	}
+	if rev == prod.Revision {
+		return []string{fmt.Sprintf("slot %q holds %s, the version production serves: the rollout compares it with itself; deploy the new version to %s first (modelslot deploy %s ...)", slot, name, slot, slot)}
+	}
+	if cand.DeployedAt.After(prod.DeployedAt) {
+		return nil
+	}
+	hist, err := m.cfg.Platform.Swaps(ctx, app, 50)
+	if err != nil {
+		m.log.Warn("start rollout: cannot read the swap history", "app", app, "err", err)
+		return nil
+	}
+	for _, h := range hist { // newest first
+		if h.Status != modelslot.SwapCompleted || (h.Target != modelslot.Production && h.Target != "" && h.Target != modelslot.Self) ||
+			(h.Action != "" && h.Action != modelslot.SwapActionSwap) {
+			continue
+		}
+		if h.TargetRevision != rev && h.SourceRevision != rev {
+			continue
+		}
+		return []string{fmt.Sprintf("slot %q holds %s, an older version that production served before (swap of %s at %s): after a swap the slot holds the previous version; deploy the new version to %s first unless you mean to bring this one back",
+			slot, name, h.Source, h.StartedAt.UTC().Format(time.RFC3339), slot)}
+	}
+	return nil
 }
 
 func planSummary(p *Plan) string {

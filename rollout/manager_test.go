@@ -111,7 +111,7 @@ steps:
 		t.Error("a failed bake swapped")
 	}
 	last := done.Verdicts[len(done.Verdicts)-1]
-	if last.Verdict != rollout.Fail || last.Decision != "rollback" || !strings.Contains(last.Reason, "errors") {
+	if last.Verdict != rollout.Fail || last.Decision != "rollback" || !strings.Contains(last.Reason, "errors") && !strings.Contains(last.Reason, "latency") {
 		t.Errorf("last verdict = %+v", last)
 	}
 	e.events.wait(t, "rollout.rollback", "rolling back")

@@ -41,6 +41,10 @@ const (
 	DefaultOnInconclusive = InconclusivePause
 	// DefaultMaxFactor: a bake or watch without max gets max = 3 x duration.
 	DefaultMaxFactor = 3
+	// A warm-up lasts DefaultWarmupDuration and DefaultWarmupRequests
+	// candidate requests, whichever ends later.
+	DefaultWarmupDuration = 30 * time.Second
+	DefaultWarmupRequests = 50
 )
 
 // Step kinds.
@@ -74,7 +78,10 @@ type Plan struct {
 	Analysis Analysis `json:"analysis" yaml:"analysis"`
 	// Azure holds what only a rollout on Azure App Service uses.
 	Azure *AzurePlan `json:"azure,omitempty" yaml:"azure"`
-	Steps []Step     `json:"steps" yaml:"steps"`
+	// Warmup is the default warm-up of bake, watch and rampUp steps
+	// (default 30s and 50 candidate requests).
+	Warmup *Warmup `json:"warmup,omitempty" yaml:"warmup"`
+	Steps  []Step  `json:"steps" yaml:"steps"`
 	// GateAlpha is the share of analysis.alpha each gate gets in each
 	// judged phase (computed: see judgedUses).
 	GateAlpha float64 `json:"gateAlpha" yaml:"-"`
@@ -123,6 +130,47 @@ func (p *Plan) metricsDelay() time.Duration {
 	return p.Azure.MetricsDelay.D()
 }
 
+// Warmup is the start of a judged phase after the traffic changed (a
+// traffic step, a ramp level, a swap): its requests
+// are counted and shown, not judged, so that a candidate that is slow while
+// its caches fill is not rolled back for its first seconds. It ends once
+// both Duration has passed and Requests candidate requests have arrived.
+// Unset fields take the plan's warm-up, then the defaults; zero turns a part
+// off (`warmup: {duration: 0s, requests: 0}` judges from the first request).
+type Warmup struct {
+	Duration *modelslot.Duration `json:"duration,omitempty" yaml:"duration"`
+	Requests *int                `json:"requests,omitempty" yaml:"requests"`
+}
+
+// Off reports whether the warm-up judges from the first request.
+func (w *Warmup) Off() bool { return w.Duration.D() == 0 && *w.Requests == 0 }
+
+// String says it in a few words: "30s and 50 requests".
+func (w *Warmup) String() string {
+	if w.Off() {
+		return "none"
+	}
+	return fmt.Sprintf("%v and %d candidate requests", w.Duration.D(), *w.Requests)
+}
+
+// resolve fills w's unset fields from def (the plan's, already resolved).
+func (w *Warmup) resolve(def *Warmup, path string) (*Warmup, error) {
+	out := &Warmup{}
+	if w != nil {
+		*out = *w
+	}
+	if out.Duration == nil {
+		out.Duration = def.Duration
+	}
+	if out.Requests == nil {
+		out.Requests = def.Requests
+	}
+	if *out.Requests < 0 {
+		return nil, fieldError(join(path, "requests"), "%d is negative", *out.Requests)
+	}
+	return out, nil
+}
+
 // SLO is an absolute limit on a quantile of the candidate's latency or TTFT.
 type SLO struct {
 	Metric   string             `json:"metric" yaml:"metric"`
@@ -154,6 +202,10 @@ type Bake struct {
 	Max            modelslot.Duration `json:"max" yaml:"max"`
 	OnInconclusive Policy             `json:"onInconclusive" yaml:"onInconclusive"`
 	Gates          []GateSpec         `json:"gates,omitempty" yaml:"gates"`
+	// Warmup is taken off the start of the phase when the traffic changed
+	// before it (default: the plan's). Duration, MinRequests and Max count
+	// from its end.
+	Warmup *Warmup `json:"warmup,omitempty" yaml:"warmup"`
 }
 
 // Pause waits for an operator's resume or promote, or for Duration.
@@ -183,6 +235,9 @@ type RampUp struct {
 	MinRequests    int        `json:"minRequests,omitempty" yaml:"minRequests"`
 	OnInconclusive Policy     `json:"onInconclusive" yaml:"onInconclusive"`
 	Gates          []GateSpec `json:"gates,omitempty" yaml:"gates"`
+	// Warmup starts every level (default: the plan's); the level's
+	// interval counts from its end.
+	Warmup *Warmup `json:"warmup,omitempty" yaml:"warmup"`
 }
 
 // Every returns the time between two changes.
@@ -374,6 +429,12 @@ func (p *Plan) build() error {
 	if a := p.Azure; a != nil && (a.MetricsDelay < 0 || a.MetricsDelay.D() > MaxMetricsDelay) {
 		return fieldError("azure.metricsDelay", "%v is out of range: 0 (the driver's) to %v; Azure Monitor reports a minute about 3 minutes late", a.MetricsDelay.D(), MaxMetricsDelay)
 	}
+	defDur, defReq := modelslot.Duration(DefaultWarmupDuration), DefaultWarmupRequests
+	w, err := p.Warmup.resolve(&Warmup{Duration: &defDur, Requests: &defReq}, "warmup")
+	if err != nil {
+		return err
+	}
+	p.Warmup = w
 	if p.Analysis.Gates == nil {
 		p.Analysis.Gates = &[]GateSpec{{Kind: KindMetrics, Spec: map[string]any{}}}
 	}
@@ -487,6 +548,11 @@ func (p *Plan) buildBake(b *Bake, path string) error {
 	if err := checkPolicy(join(path, "onInconclusive"), b.OnInconclusive); err != nil {
 		return err
 	}
+	w, err := b.Warmup.resolve(p.Warmup, join(path, "warmup"))
+	if err != nil {
+		return err
+	}
+	b.Warmup = w
 	return p.buildGates(b.Gates, join(path, "gates"))
 }
 
@@ -527,6 +593,11 @@ func (p *Plan) buildRamp(r *RampUp, path string) error {
 	if err := checkPolicy(join(path, "onInconclusive"), r.OnInconclusive); err != nil {
 		return err
 	}
+	w, err := r.Warmup.resolve(p.Warmup, join(path, "warmup"))
+	if err != nil {
+		return err
+	}
+	r.Warmup = w
 	return p.buildGates(r.Gates, join(path, "gates"))
 }
 

@@ -46,6 +46,9 @@ func TestParsePlanErrorsNameTheField(t *testing.T) {
 		{"ramp min above max", "steps: [{rampUp: {changeStep: 10, interval: 1m, min: 60, max: 50}}]", "steps[0].rampUp.min: 60 is above max 50"},
 		{"ramp max range", "steps: [{rampUp: {changeStep: 10, interval: 1m, max: 150}}]", "steps[0].rampUp.max: 150 is out of range"},
 		{"alpha", "analysis: {alpha: 0.9}\nsteps: [{traffic: 10}]", "analysis.alpha: 0.9 is not in (0, 0.5]"},
+		{"warmup requests", "warmup: {requests: -1}\nsteps: [{traffic: 10}]", "warmup.requests: -1 is negative"},
+		{"warmup duration", "steps: [{bake: {duration: 1m, warmup: {duration: soon}}}]", `steps[0].bake.warmup.duration: "soon" is not a duration`},
+		{"warmup unknown field", "steps: [{rampUp: {changeStep: 10, interval: 1m, warmup: {requets: 5}}}]", "steps[0].rampUp.warmup.requets: unknown field"},
 		{"error ratio", "analysis: {maxErrorRatio: 0.5}\nsteps: [{traffic: 10}]", "analysis.maxErrorRatio: 0.5 must be above 1"},
 		{"output ratio", "analysis: {maxOutputRatio: 0.5}\nsteps: [{traffic: 10}]", "analysis.maxOutputRatio: 0.5 must be above 1"},
 		{"min output ratio", "analysis: {minOutputRatio: 2}\nsteps: [{traffic: 10}]", "analysis.minOutputRatio: 2 is not in (0, 1)"},
@@ -191,5 +194,35 @@ steps: [{rampUp: {changeStep: 10, interval: 1m, min: 0, max: 50}}, {bake: {durat
 	var ev struct{ Alpha float64 }
 	if err := json.Unmarshal(res.Evidence, &ev); err != nil || ev.Alpha != 0.01 {
 		t.Errorf("metrics evidence %s: alpha %g, want 0.01 (%v)", res.Evidence, ev.Alpha, err)
+	}
+}
+
+// TestWarmupDefaults: a step's warm-up takes its unset fields from the
+// plan's, and the plan's from the defaults (30 s, 50 requests).
+func TestWarmupDefaults(t *testing.T) {
+	p := mustPlan(t, `
+warmup: {requests: 80}
+steps:
+  - traffic: 10
+  - bake: {duration: 1m}
+  - bake: {duration: 1m, warmup: {duration: 2m}}
+  - rampUp: {changeStep: 10, interval: 1m, warmup: {duration: 0s, requests: 0}}
+`)
+	for _, tc := range []struct {
+		w    *rollout.Warmup
+		dur  time.Duration
+		reqs int
+	}{
+		{p.Warmup, rollout.DefaultWarmupDuration, 80},
+		{p.Steps[1].Bake.Warmup, rollout.DefaultWarmupDuration, 80},
+		{p.Steps[2].Bake.Warmup, 2 * time.Minute, 80},
+		{p.Steps[3].RampUp.Warmup, 0, 0},
+	} {
+		if got := tc.w.Duration.D(); got != tc.dur || *tc.w.Requests != tc.reqs {
+			t.Errorf("warm-up %v and %d requests, want %v and %d", got, *tc.w.Requests, tc.dur, tc.reqs)
+		}
+	}
+	if !p.Steps[3].RampUp.Warmup.Off() {
+		t.Error("warmup {0s, 0} is not off")
 	}
 }

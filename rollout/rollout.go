@@ -53,6 +53,12 @@ type Rollout struct {
 	Current *StepState `json:"current,omitempty"`
 	// Traffic is the candidate slot's share as the rollout last set it.
 	Traffic float64 `json:"traffic"`
+	// Cold: the traffic changed since the last judged phase began, so the
+	// next one starts with a warm-up.
+	Cold bool `json:"cold,omitempty"`
+	// Warnings are what an operator should know about the start: the
+	// candidate is the version production serves, or served before.
+	Warnings []string `json:"warnings,omitempty"`
 
 	// Swap is the swap into production; Swapped once it is known to have
 	// happened.
@@ -94,8 +100,17 @@ type StepState struct {
 // Phase is a judged window: gates look at it every interval.
 type Phase struct {
 	StartedAt time.Time `json:"startedAt"`
+	// Warmup is the phase's warm-up, when the traffic changed before it.
+	Warmup *PhaseWarmup `json:"warmup,omitempty"`
+	// JudgedFrom is when the judged part began: StartedAt, or the end of
+	// the warm-up (zero while it lasts).
+	JudgedFrom time.Time `json:"judgedFrom,omitzero"`
 	// Span is the deadline's distance: a bake's max, a ramp's interval.
 	Span modelslot.Duration `json:"span"`
+	// MinDuration and MinRequests: a pass needs this much judged time and
+	// this many judged candidate requests.
+	MinDuration modelslot.Duration `json:"minDuration"`
+	MinRequests int64              `json:"minRequests,omitempty"`
 	// Deadline is when OnInconclusive decides; Extended once it moved.
 	Deadline time.Time `json:"deadline"`
 	Extended bool      `json:"extended,omitempty"`
@@ -106,14 +121,52 @@ type Phase struct {
 	// Judged lists the start of every bucket given to the gates (sources
 	// with buckets only: Azure Monitor's minutes, Prometheus steps), so
 	// that a verdict names the minutes it stands on.
-	Judged            []time.Time `json:"judged,omitempty"`
+	Judged []time.Time `json:"judged,omitempty"`
+	// CandidateRequests and BaselineRequests are the judged requests
+	// (after the warm-up).
 	CandidateRequests int64       `json:"candidateRequests"`
 	BaselineRequests  int64       `json:"baselineRequests"`
 	Looks             int         `json:"looks"`
+	LookedAt          time.Time   `json:"lookedAt,omitzero"`
 	Gates             []GateState `json:"gates"`
 	// Verdict and Reason of the latest look, all gates together.
 	Verdict Verdict `json:"verdict,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
+	// CandidateRate is the candidate's judged requests per second so far.
+	CandidateRate float64 `json:"candidateRate"`
+	// QuietSince is the end of the latest data window with a candidate
+	// request (or the phase's start); QuietLooks counts the looks since
+	// whose new data had none.
+	QuietSince time.Time `json:"quietSince"`
+	QuietLooks int       `json:"quietLooks,omitempty"`
+	// Notice is what an operator should check now, e.g. that no candidate
+	// request arrives.
+	Notice string `json:"notice,omitempty"`
+}
+
+// PhaseWarmup is the progress of a phase's warm-up.
+type PhaseWarmup struct {
+	// Until is when its duration ends; Requests is the candidate requests
+	// it needs.
+	Until    time.Time `json:"until"`
+	Requests int64     `json:"requests"`
+	// The requests it saw: shown, not judged.
+	CandidateRequests int64 `json:"candidateRequests"`
+	BaselineRequests  int64 `json:"baselineRequests"`
+	// EndedAt is zero while it lasts.
+	EndedAt time.Time `json:"endedAt,omitzero"`
+}
+
+// Warming reports whether the phase is still in its warm-up.
+func (ph *Phase) Warming() bool { return ph.Warmup != nil && ph.Warmup.EndedAt.IsZero() }
+
+// judgedStart is when the judged part began (the phase's start while it
+// warms up, for the deadline's sake).
+func (ph *Phase) judgedStart() time.Time {
+	if !ph.JudgedFrom.IsZero() {
+		return ph.JudgedFrom
+	}
+	return ph.StartedAt
 }
 
 // GateState is one gate's persisted state and its latest result.
@@ -249,6 +302,9 @@ func (r *Rollout) Describe() string {
 		fmt.Fprintf(&b, "; started by %s", r.Actor)
 	}
 	fmt.Fprintf(&b, " at %s.\n", r.CreatedAt.UTC().Format(time.RFC3339))
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "Warning: %s\n", sentence(w))
+	}
 	switch r.State {
 	case Running:
 		fmt.Fprintf(&b, "It is running step %s; the candidate has %g%% of the traffic.\n", r.StepSummary(), r.Traffic)
@@ -267,6 +323,9 @@ func (r *Rollout) Describe() string {
 	if ph := r.currentPhase(); ph != nil && r.State.Active() && ph.Reason != "" {
 		// What the gates wait for: the latest look, in their own words.
 		fmt.Fprintf(&b, "Latest look (%d so far): %s\n", ph.Looks, sentence(ph.Reason))
+	}
+	if ph := r.currentPhase(); ph != nil && r.State.Active() && ph.Notice != "" {
+		fmt.Fprintf(&b, "Check: %s\n", ph.Notice)
 	}
 	if r.Swapped {
 		b.WriteString("The candidate is in production (swapped).\n")
@@ -339,4 +398,12 @@ func (r *Rollout) clone() *Rollout {
 	}
 	c.Plan = r.Plan // immutable after parsing
 	return &c
+}
+
+// GetPhase returns the step's judged phase, or nil (nil-safe).
+func (c *StepState) GetPhase() *Phase {
+	if c == nil {
+		return nil
+	}
+	return c.Phase
 }

@@ -350,6 +350,7 @@ func (r *runner) advance(ctx context.Context) (wait bool, err error) {
 		if err := r.setShare(ctx, *step.Traffic, false); err != nil {
 			return true, err
 		}
+		d.Cold = true
 		return r.nextStep(ctx, fmt.Sprintf("slot %q has %g%% of the traffic", d.Slot, *step.Traffic))
 	case step.Pause != nil:
 		return r.pauseStep(ctx, step.Pause)
@@ -435,7 +436,7 @@ func (r *runner) swapStep(ctx context.Context, s *Swap) (bool, error) {
 		if err != nil || !done {
 			return true, err
 		}
-		d.Swapped = true
+		d.Swapped, d.Cold = true, true
 		if err := r.save(ctx); err != nil {
 			return true, err
 		}
@@ -584,6 +585,7 @@ type judged struct {
 	minRequests         int64
 	span                time.Duration
 	policy              Policy
+	warmup              *Warmup
 }
 
 type outcome int
@@ -607,9 +609,20 @@ func (r *runner) gatesFor(step []GateSpec) []*GateSpec {
 	return out
 }
 
+// newPhase starts a judged phase; after a traffic change it starts with
+// a warm-up, and its deadline leaves room for it.
 func (r *runner) newPhase(j judged) *Phase {
 	now := r.now()
-	ph := &Phase{StartedAt: now, Deadline: now.Add(j.span), Span: modelslot.Duration(j.span), Cursor: now}
+	ph := &Phase{
+		StartedAt: now, JudgedFrom: now, Deadline: now.Add(j.span), Span: modelslot.Duration(j.span), Cursor: now,
+		MinDuration: modelslot.Duration(j.minDuration), MinRequests: j.minRequests, QuietSince: now,
+	}
+	if w := j.warmup; r.doc.Cold && w != nil && !w.Off() {
+		ph.Warmup = &PhaseWarmup{Until: now.Add(w.Duration.D()), Requests: int64(*w.Requests)}
+		ph.JudgedFrom = time.Time{}
+		ph.Deadline = ph.Warmup.Until.Add(j.span)
+	}
+	r.doc.Cold = false
 	for _, g := range j.gates {
 		ph.Gates = append(ph.Gates, GateState{Kind: g.Kind})
 	}
@@ -621,6 +634,7 @@ func (r *runner) bakeStep(ctx context.Context, b *Bake, candidate, baseline stri
 	j := judged{
 		gates: r.gatesFor(b.Gates), candidate: candidate, baseline: baseline,
 		minDuration: b.Duration.D(), minRequests: int64(b.MinRequests), span: b.Max.D(), policy: b.OnInconclusive,
+		warmup: b.Warmup,
 	}
 	if c.Phase == nil {
 		c.Phase = r.newPhase(j)
@@ -652,6 +666,7 @@ func (r *runner) rampStep(ctx context.Context, ru *RampUp) (bool, error) {
 	j := judged{
 		gates: r.gatesFor(ru.Gates), candidate: d.Slot, baseline: modelslot.Production,
 		minDuration: ru.Every(), minRequests: int64(ru.MinRequests), span: ru.Every(), policy: ru.OnInconclusive,
+		warmup: ru.Warmup,
 	}
 	if c.Phase == nil {
 		// Set the next level: the first one moves from the current share.
@@ -665,6 +680,7 @@ func (r *runner) rampStep(ctx context.Context, ru *RampUp) (bool, error) {
 		}
 		c.Percent = level
 		c.Levels++
+		d.Cold = true
 		c.Phase = r.newPhase(j)
 		if err := r.save(ctx); err != nil {
 			return true, err
@@ -698,6 +714,7 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 	}
 	now := r.now()
 	ph.Looks++
+	ph.LookedAt = now
 	var candData, baseData modelslot.Series
 	var measureErr error
 	if ms := r.m.cfg.Metrics; ms != nil && now.After(ph.Cursor) {
@@ -709,7 +726,9 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 			if err == nil {
 				end := minTime(covered(cs, ph.Cursor, now), covered(bs, ph.Cursor, now))
 				candData, baseData = trim(cs, end), trim(bs, end)
+				r.noteQuiet(ph, j, requests(candData), end)
 				ph.Cursor = end
+				candData, baseData = warmUp(ph, candData, baseData, end)
 				ph.Judged = appendBuckets(ph.Judged, candData)
 				ph.CandidateRequests += requests(candData)
 				ph.BaselineRequests += requests(baseData)
@@ -722,6 +741,25 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 			measureErr = err
 		}
 	}
+	if !ph.Warming() {
+		if s := now.Sub(ph.judgedStart()).Seconds(); s > 0 {
+			ph.CandidateRate = float64(ph.CandidateRequests) / s
+		}
+	}
+	if ph.Warming() {
+		// Nothing is judged yet: the gates do not look.
+		w := ph.Warmup
+		ph.Verdict = Inconclusive
+		ph.Reason = fmt.Sprintf("warming up (%s): %d of %d candidate requests, %v of %v; its requests are shown, not judged",
+			r.warmupSpec(j), w.CandidateRequests, w.Requests, now.Sub(ph.StartedAt).Truncate(time.Second), w.Until.Sub(ph.StartedAt))
+		if measureErr != nil {
+			ph.Reason = "metrics unavailable: " + modelslot.ErrorMessage(measureErr) + "; " + ph.Reason
+		}
+		if now.Before(ph.Deadline) {
+			return pending, r.save(ctx)
+		}
+		return r.decideInconclusive(ctx, ph, j, now, "still "+ph.Reason)
+	}
 	var gatewayURL string
 	if f := r.m.cfg.GatewayURL; f != nil {
 		gatewayURL = f()
@@ -730,7 +768,7 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 	for i, g := range j.gates {
 		gs := &ph.Gates[i]
 		in := GateInput{
-			App: r.app, Candidate: j.candidate, Baseline: j.baseline, From: ph.StartedAt, To: now,
+			App: r.app, Candidate: j.candidate, Baseline: j.baseline, From: ph.judgedStart(), To: now,
 			CandidateData: candData, BaselineData: baseData,
 			Platform: r.m.cfg.Platform, Metrics: r.m.cfg.Metrics, GatewayURL: gatewayURL, GatewayHeaders: r.m.cfg.GatewayHeaders, State: gs.State,
 		}
@@ -747,16 +785,22 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 			res.Verdict = Inconclusive
 			res.Reason = "metrics unavailable: " + modelslot.ErrorMessage(measureErr) + "; " + res.Reason
 		}
+		for k := range res.Checks {
+			if c := &res.Checks[k]; c.Needed != nil && ph.CandidateRate > 0 {
+				secs := float64(*c.Needed) / ph.CandidateRate
+				c.NeededSeconds = &secs
+			}
+		}
 		gs.Result = &res
 		results[i] = res
 	}
 	verdict, reason := aggregate(j.gates, results)
 	ph.Verdict, ph.Reason = verdict, reason
-	elapsed := now.Sub(ph.StartedAt)
+	elapsed := now.Sub(ph.judgedStart())
 	if r.m.cfg.Metrics != nil && ph.Cursor.Before(now) {
 		// A source that reports late (Azure Monitor) has judged less
 		// than the wall time: the phase's duration counts judged time.
-		elapsed = ph.Cursor.Sub(ph.StartedAt)
+		elapsed = ph.Cursor.Sub(ph.judgedStart())
 	}
 
 	switch {
@@ -770,12 +814,17 @@ func (r *runner) judge(ctx context.Context, ph *Phase, j judged) (outcome, error
 	case now.Before(ph.Deadline):
 		return pending, r.save(ctx)
 	}
-
-	// The deadline passed without a pass.
 	why := reason
 	if verdict == Pass {
 		why = fmt.Sprintf("gates pass but the phase has %d of the %d candidate requests it needs", ph.CandidateRequests, j.minRequests)
 	}
+	return r.decideInconclusive(ctx, ph, j, now, why)
+}
+
+// decideInconclusive applies the phase's policy once its deadline passed
+// without a pass.
+func (r *runner) decideInconclusive(ctx context.Context, ph *Phase, j judged, now time.Time, why string) (outcome, error) {
+	d := r.doc
 	switch {
 	case j.policy == InconclusiveExtend && !ph.Extended:
 		ph.Extended = true
@@ -830,7 +879,7 @@ func (r *runner) recordVerdict(ctx context.Context, ph *Phase, v Verdict, decisi
 	d := r.doc
 	rec := VerdictRecord{
 		Time: r.now(), Step: d.Step, StepKind: r.stepName(), Percent: d.Traffic, Verdict: v, Decision: decision,
-		Reason: reason, From: ph.StartedAt, To: ph.Cursor, CandidateRequests: ph.CandidateRequests, BaselineRequests: ph.BaselineRequests,
+		Reason: reason, From: ph.judgedStart(), To: ph.Cursor, CandidateRequests: ph.CandidateRequests, BaselineRequests: ph.BaselineRequests,
 		Actor: actor, Judged: ph.Judged,
 	}
 	if rec.Actor == "" {

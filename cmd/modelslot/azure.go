@@ -70,13 +70,6 @@ func (a *azureFile) fields() []*string {
 	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.Audience, &a.MetricsDelay, &a.AppInsights}
 }
 
-// flagGroup is the annotation that puts a flag in a help section of its
-// own (see groupFlags); azureGroup is the Azure flags' section.
-const (
-	flagGroup  = "modelslot/group"
-	azureGroup = "Azure flags (with --platform azure; also keys of --azure-config)"
-)
-
 // The help texts quote the value's name in backticks: pflag prints it
 // after the flag (--subscription ID), so nothing else may be in backticks.
 func (a *azureFlags) register(fl *pflag.FlagSet) {
@@ -97,9 +90,7 @@ func (a *azureFlags) register(fl *pflag.FlagSet) {
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
 	}
-	for _, name := range append([]string{"azure-config"}, azureFlagNames...) {
-		fl.SetAnnotation(name, flagGroup, []string{azureGroup})
-	}
+	markGroup(fl, groupAzure, append([]string{"azure-config"}, azureFlagNames...)...)
 }
 
 // changed returns the name of an Azure flag given on the command line, or "".
@@ -418,6 +409,9 @@ func (f *clientFlags) runAzureRollout(cmd *cobra.Command, state string, interval
 		}
 		id = ro.ID
 		println(out, "rollout %s started: %s into production of App Service app %s (state in %s; Ctrl-C stops it, the same command resumes it)", ro.ID, ro.Slot, f.app, ar.path)
+		for _, w := range ro.Warnings {
+			println(errw, "warning: %s", w)
+		}
 	}
 
 	runCtx, stopRun := context.WithCancel(ctx)

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/azure"
+	"github.com/modelslot/modelslot/local"
 	"github.com/spf13/cobra"
 )
 
@@ -42,7 +45,7 @@ its own host name, else puts the previous image and settings back.`,
 		Example: `  modelslot deploy staging --url http://127.0.0.1:8000 --version v2
   modelslot deploy staging --cmd 'modelslot sim --listen 127.0.0.1:{port}' --version v2
   modelslot deploy staging --platform azure --azure-config azure.yaml --image myacr.azurecr.io/llm:v2 --version v2 --setting MODEL_ID=llama-3.1-8b`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("deploy", "name the slot to deploy to", "modelslot deploy staging --url http://127.0.0.1:9002 --version v2"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)
 			if err != nil {
@@ -112,7 +115,7 @@ its own host name, else puts the previous image and settings back.`,
 			if revision != "" && (url != "" || command != "") {
 				return modelslot.Errorf(modelslot.EINVALID, "--revision redeploys a past revision as it was: do not combine it with --url or --cmd")
 			}
-			s, err := c.Deploy(cmd.Context(), f.app, args[0], req)
+			s, err := f.deployAndSay(cmd, c, args[0], req)
 			if err != nil {
 				return err
 			}
@@ -150,6 +153,78 @@ its own host name, else puts the previous image and settings back.`,
 	fl.StringArrayVar(&queries, "query", nil, "NAME=VALUE query parameter added upstream, e.g. api-version=2024-10-21; repeatable")
 	fl.StringArrayVar(&secretQueries, "secret-query", nil, "NAME=VALUE query parameter whose value is secret (never shown or logged), e.g. key=...; repeatable")
 	return cmd
+}
+
+// deployProgressEvery is how often deploy says what it waits for.
+var deployProgressEvery = 5 * time.Second
+
+// deployAndSay deploys and, while the platform waits for the new
+// deployment's health, says every few seconds what it waits for. Stopped
+// by Ctrl-C, it says what the slot serves: the deploy ends with the
+// command, and the slot keeps its previous deployment.
+func (f *clientFlags) deployAndSay(cmd *cobra.Command, c slotPlatform, slot string, req modelslot.DeployRequest) (*modelslot.Slot, error) {
+	ctx := cmd.Context()
+	errw := cmd.ErrOrStderr()
+	timeout := req.Deployment.Warmup.Timeout.D()
+	if timeout == 0 {
+		timeout = local.DefaultWarmupTimeout
+	}
+	what := waitingFor(slot, req, f.azure())
+	start := time.Now()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(deployProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				println(errw, "waiting for %s: %v so far, timeout %v", what, time.Since(start).Round(time.Second), timeout)
+			}
+		}
+	}()
+	s, err := c.Deploy(ctx, f.app, slot, req)
+	close(done)
+	<-stopped
+	if err == nil || ctx.Err() == nil {
+		return s, err
+	}
+	// Interrupted: the platform stops the deploy with the request.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	left := fmt.Sprintf("slot %s keeps its previous deployment; see `modelslot status`", slot)
+	if st, serr := c.Status(qctx, f.app); serr == nil {
+		for _, ss := range st.Slots {
+			if ss.Slot.Name != slot {
+				continue
+			}
+			if d := ss.Slot.Deployment; d != nil {
+				left = fmt.Sprintf("slot %s still serves %s (revision %s)", slot, firstNonEmpty(d.Version, "-"), d.Revision)
+			} else {
+				left = fmt.Sprintf("slot %s has no deployment", slot)
+			}
+		}
+	}
+	println(errw, "interrupted after %v: the deploy to slot %s stopped before the new version was healthy; %s", time.Since(start).Round(time.Second), slot, left)
+	return nil, exitError{code: 130}
+}
+
+// waitingFor says what a deploy waits for: the health of which address.
+func waitingFor(slot string, req modelslot.DeployRequest, onAzure bool) string {
+	d := req.Deployment
+	path := firstNonEmpty(d.Warmup.Path, local.DefaultWarmupPath)
+	switch {
+	case onAzure:
+		return fmt.Sprintf("slot %s to answer GET %s on its host name", slot, path)
+	case d.URL != "":
+		return fmt.Sprintf("the new deployment of slot %s to answer GET %s%s", slot, strings.TrimRight(d.URL, "/"), path)
+	case d.Command != "":
+		return fmt.Sprintf("the process of slot %s (%s) to start and answer GET %s on the port the daemon gave it", slot, d.Command, path)
+	}
+	return fmt.Sprintf("revision %s in slot %s to answer GET %s", req.Revision, slot, path)
 }
 
 // localOnlyDeployFlags configure the local gateway or process host;

@@ -138,12 +138,14 @@ and the report gives B/A ratios, the median across rounds.`,
 }
 
 func runLoadtest(ctx context.Context, stdout, stderr io.Writer, cfg loadgen.Config, compareURL, compareModel string, rounds int, output string) error {
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p := &progressLine{w: stderr}
+	p := &progressLine{w: stderr}
+	if isTerminal(stderr) {
 		cfg.Progress = p.show
-		defer p.clear()
 	}
+	defer p.clear()
 	write := func(v interface{ WriteTable(io.Writer) error }) error {
+		p.clear() // the live line goes before the report starts
+
 		if output == "json" {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
@@ -155,6 +157,7 @@ func runLoadtest(ctx context.Context, stdout, stderr io.Writer, cfg loadgen.Conf
 		rep, err := loadgen.Run(ctx, cfg)
 		if rep != nil && (err == nil || errors.Is(err, context.Canceled)) {
 			if err != nil {
+				p.clear()
 				fmt.Fprintln(stderr, "interrupted: the report covers the requests that finished")
 			}
 			if werr := write(rep); werr != nil {
@@ -175,6 +178,13 @@ func runLoadtest(ctx context.Context, stdout, stderr io.Writer, cfg loadgen.Conf
 	return write(cmp)
 }
 
+// isTerminal reports whether w is a terminal, where a live status line
+// makes sense (a variable: tests pretend).
+var isTerminal = func(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 // parseHeaders turns K=V strings into a header map.
 func parseHeaders(kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {
@@ -192,16 +202,21 @@ func parseHeaders(kvs []string) (map[string]string, error) {
 	return hs, nil
 }
 
-// progressLine rewrites one status line on a terminal.
+// progressLine rewrites one status line on a terminal; once cleared it
+// stays cleared, so that a late update cannot land inside the report.
 type progressLine struct {
-	mu    sync.Mutex
-	w     io.Writer
-	shown bool
+	mu      sync.Mutex
+	w       io.Writer
+	shown   bool
+	cleared bool
 }
 
 func (p *progressLine) show(pr loadgen.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cleared {
+		return
+	}
 	fmt.Fprintf(p.w, "\r\033[K%5.1fs  requests %d  %.1f req/s  errors %d  dropped %d  in flight %d  p50 TTFT %.1fms",
 		pr.Elapsed.Seconds(), pr.Requests, pr.RequestsPerSec, pr.Failed, pr.Dropped, pr.InFlight, pr.TTFTP50)
 	p.shown = true
@@ -210,7 +225,8 @@ func (p *progressLine) show(pr loadgen.Progress) {
 func (p *progressLine) clear() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.shown {
+	if p.shown && !p.cleared {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+	p.cleared = true
 }

@@ -44,10 +44,10 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetUsageTemplate(usageTemplate)
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
 	setVersion(root)
-	groupFlags(root)
 	return root
 }

@@ -45,6 +45,7 @@ state file.`,
 	cmd.PersistentFlags().StringVar(&state, "state", "", "--platform azure: the rollout state file (SQLite; default "+DefaultAzureState+" in --data or the current directory)")
 	cmd.PersistentFlags().DurationVar(&interval, "interval", 0, "replace the plan's interval between looks (tests, demos)")
 	cmd.PersistentFlags().MarkHidden("interval")
+	markGroup(cmd.PersistentFlags(), groupAzure, "state")
 	// onAzure resolves --platform and refuses the azure-only flags locally.
 	onAzure := func(cmd *cobra.Command) (bool, error) {
 		p, err := f.resolvePlatform(cmd)
@@ -65,7 +66,7 @@ state file.`,
 	start := &cobra.Command{
 		Use:   "start SLOT --plan plan.yaml [--watch]",
 		Short: "Start a rollout of SLOT into production",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("rollout start", "name the slot to roll out into production", "modelslot rollout start staging --plan examples/plan-quick-demo.yaml --watch"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			az, err := onAzure(cmd)
 			if err != nil {
@@ -76,11 +77,11 @@ state file.`,
 			}
 			b, err := os.ReadFile(planFile)
 			if err != nil {
-				return modelslot.Errorf(modelslot.EINVALID, "rollout start: %v", unwrapPathErr(err))
+				return modelslot.Errorf(modelslot.EINVALID, "rollout start: cannot read the plan file %s: %v", planFile, unwrapPathErr(err))
 			}
 			// Validate here too, so a bad plan fails before any request.
 			if _, err := rollout.ParsePlan(b); err != nil {
-				return err
+				return modelslot.Wrapf(err, modelslot.EINVALID, "%s: %s", planFile, modelslot.ErrorMessage(err))
 			}
 			if az {
 				return f.runAzureRollout(cmd, state, interval, azureRolloutOp{name: "start", slot: args[0], plan: b})
@@ -97,8 +98,11 @@ state file.`,
 				return printJSON(cmd.OutOrStdout(), ro)
 			}
 			println(cmd.OutOrStdout(), "rollout %s started: %s into production", ro.ID, ro.Slot)
+			for _, w := range ro.Warnings {
+				println(cmd.ErrOrStderr(), "warning: %s", w)
+			}
 			if watch {
-				return watchRollout(cmd.Context(), cmd.OutOrStdout(), c.Rollout, ro.ID, time.Second)
+				return f.watchLocal(cmd, c.Rollout, ro.ID)
 			}
 			return nil
 		},
@@ -136,12 +140,16 @@ state file.`,
 				return err
 			}
 			if statusWatch {
-				return watchRollout(cmd.Context(), cmd.OutOrStdout(), src.get, ro.ID, time.Second)
+				if f.azure() {
+					return watchRollout(cmd.Context(), cmd.OutOrStdout(), src.get, ro.ID, time.Second)
+				}
+				return f.watchLocal(cmd, src.get, ro.ID)
 			}
 			if f.json() {
 				return printJSON(cmd.OutOrStdout(), ro)
 			}
 			io.WriteString(cmd.OutOrStdout(), ro.Describe())
+			io.WriteString(cmd.OutOrStdout(), ro.Progress(time.Now()))
 			return nil
 		},
 	}
@@ -188,6 +196,9 @@ state file.`,
 		}
 		if op.name == "abort" {
 			c.Flags().StringVar(&reason, "reason", "", "why, for the record")
+		}
+		if op.name == "pause" {
+			noAzure(c) // the Azure controller runs in the foreground: Ctrl-C it
 		}
 		cmd.AddCommand(c)
 	}
@@ -254,10 +265,27 @@ func (f *clientFlags) rolloutSource(cmd *cobra.Command, onAzure func(*cobra.Comm
 	return &rolloutSource{get: c.Rollout, active: c.ActiveRollout, history: c.Rollouts}, func() {}, nil
 }
 
+// watchLocal follows a rollout of the daemon until it ends; interrupted,
+// it says that the rollout goes on and how to steer it.
+func (f *clientFlags) watchLocal(cmd *cobra.Command, get func(context.Context, string) (*rollout.Rollout, error), id string) error {
+	err := watchRollout(cmd.Context(), cmd.OutOrStdout(), get, id, time.Second)
+	if err != nil || cmd.Context().Err() == nil {
+		return err
+	}
+	app := ""
+	if f.app != "default" {
+		app = " --app " + f.app
+	}
+	println(cmd.ErrOrStderr(), "\nstopped watching: rollout %s goes on in the daemon. Follow it again with `modelslot rollout status --watch%s`; pause it with `modelslot rollout pause%s`, or abort it (roll back) with `modelslot rollout abort%s`.", id, app, app, app)
+	return exitError{code: 130}
+}
+
 // watchRollout prints the rollout's progress as it changes until it ends,
-// reading it every period.
+// reading it every period: a line per change of state or step, each
+// verdict, and the judged phase's numbers at every look.
 func watchRollout(ctx context.Context, w io.Writer, get func(context.Context, string) (*rollout.Rollout, error), id string, every time.Duration) error {
 	var last string
+	var lastLook time.Time
 	seen := 0
 	for {
 		ro, err := get(ctx, id)
@@ -271,6 +299,10 @@ func watchRollout(ctx context.Context, w io.Writer, get func(context.Context, st
 		if line[11:] != last {
 			println(w, "%s", line)
 			last = line[11:]
+		}
+		if ph := ro.Current.GetPhase(); ph != nil && ph.LookedAt.After(lastLook) {
+			lastLook = ph.LookedAt
+			io.WriteString(w, ro.Progress(time.Now()))
 		}
 		for ; seen < len(ro.Verdicts); seen++ {
 			v := ro.Verdicts[seen]

@@ -48,7 +48,7 @@ func newSlotCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "create NAME",
 		Short: "Create an empty slot (a DNS label; at most 5 per app unless configured)",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("slot create", "name the new slot", "modelslot slot create staging"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)
 			if err != nil {
@@ -73,7 +73,7 @@ func newSlotCmd() *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete NAME [--force]",
 		Short: "Delete a slot (production cannot be deleted; a slot with traffic needs --force)",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("slot delete", "name the slot to delete", "modelslot slot delete canary"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)
 			if err != nil {

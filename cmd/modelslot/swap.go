@@ -27,7 +27,7 @@ untouched and says which phase failed. 'swap --history' lists past swaps.`,
 			if history {
 				return cobra.NoArgs(cmd, args)
 			}
-			return cobra.ExactArgs(1)(cmd, args)
+			return oneArg("swap", "name the slot to swap into production", "modelslot swap staging")(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)

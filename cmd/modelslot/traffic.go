@@ -23,7 +23,7 @@ func newTrafficCmd() *cobra.Command {
 		Short: "Replace all routing rules; production gets the rest (the shares add up to 100 at most)",
 		Example: `  modelslot traffic set staging=10
   modelslot traffic set staging=10 canary=5 --reset-pins`,
-		Args: cobra.MinimumNArgs(1),
+		Args: someArgs("traffic set", "give each slot's share", "modelslot traffic set staging=10 (production gets the rest)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)
 			if err != nil {
@@ -80,10 +80,10 @@ func newTrafficCmd() *cobra.Command {
 			return f.printTraffic(cmd.OutOrStdout(), t)
 		},
 	})
-	mirror := &cobra.Command{
+	mirror := noAzure(&cobra.Command{
 		Use:   "mirror SLOT=PERCENT | clear",
 		Short: "Mirror a share of production's requests to a slot in the background (shadow traffic)",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("traffic mirror", "give the slot and the share of production's requests to mirror to it, or clear", "modelslot traffic mirror staging=5"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.backend(cmd)
 			if err != nil {
@@ -111,7 +111,7 @@ func newTrafficCmd() *cobra.Command {
 			}
 			return f.printTraffic(cmd.OutOrStdout(), t)
 		},
-	}
+	})
 	cmd.AddCommand(mirror)
 	return cmd
 }

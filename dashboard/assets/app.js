@@ -409,13 +409,49 @@ function timeline(r) {
         `Started ${clock(c.startedAt)}.`,
         c.kind === 'rampUp' ? ` Level ${pct(c.percent)}.` : '',
         c.pauseUntil ? ` Paused until ${clock(c.pauseUntil)}.` : '',
-        ph ? ` Judged since ${clock(ph.startedAt)}: ${ph.candidateRequests} candidate and ${ph.baselineRequests} baseline requests over ${ph.looks} looks; deadline ${clock(ph.deadline)}${ph.extended ? ' (extended)' : ''}.` : '',
+        ph ? phaseProgress(ph) : null,
         ph?.verdict ? h('div', {}, h('strong', {}, `Latest look: ${ph.verdict}. `), ph.reason || '') : null,
         ph?.awaitingDecision ? h('div', { class: 'warn' }, 'Inconclusive at the deadline: waiting for an operator (promote accepts, resume collects more data, abort rolls back).') : null);
     }
     return h('li', { class: `step ${status}`, 'aria-current': status === 'current' ? 'step' : null },
       h('span', { class: 'step-mark' }, mark), h('span', { class: 'step-n' }, `Step ${i + 1}`), h('span', { class: 'step-text' }, describeStep(s)), detail);
   }));
+}
+
+// span writes seconds as 1h2m3s.
+function span(sec) {
+  sec = Math.max(0, Math.round(sec));
+  const hh = Math.floor(sec / 3600), mm = Math.floor((sec % 3600) / 60), ss = sec % 60;
+  return `${hh ? `${hh}h` : ''}${hh || mm ? `${mm}m` : ''}${ss}s`;
+}
+
+// phaseProgress shows a judged phase as the API gives it (docs/API.md):
+// the warm-up, elapsed against the minimum and the deadline, the requests
+// on each side, and per check its effect, interval and the requests still
+// needed at the current rate.
+function phaseProgress(ph) {
+  const at = Date.parse(ph.lookedAt || ph.startedAt);
+  const secsTo = (t) => (Date.parse(t) - at) / 1000;
+  const w = ph.warmup;
+  const warming = w && !w.endedAt;
+  const head = warming
+    ? `Warming up since ${clock(ph.startedAt)}: ${w.candidateRequests} of ${w.requests} candidate requests, until at least ${clock(w.until)}; these requests are shown, not judged (production ${w.baselineRequests}).`
+    : `Judged for ${span(secsTo(ph.judgedFrom || ph.startedAt) * -1)} (needs ${ph.minDuration}${ph.minRequests ? ` and ${ph.minRequests} candidate requests` : ''}): ${ph.candidateRequests} candidate requests (${num(ph.candidateRate || 0, 1)}/s) and ${ph.baselineRequests} production requests over ${ph.looks} looks.${w ? ` Warm-up done at ${clock(w.endedAt)} (${w.candidateRequests} candidate requests not judged).` : ''}`;
+  const checks = (ph.gates || []).flatMap((g) => (g.result?.checks || []).map((c) => ({ ...c, gate: g.kind })));
+  return h('div', { class: 'progress' },
+    h('p', {}, ` ${head} Deadline ${clock(ph.deadline)} (in ${span(secsTo(ph.deadline))})${ph.extended ? ', extended' : ''}.`),
+    ph.notice ? h('p', { class: 'warn' }, ph.notice) : null,
+    checks.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'evidence' },
+      h('thead', {}, h('tr', {}, ['Check', 'Verdict', 'Requests (candidate / production)', 'Effect', 'Interval', 'Limit', 'Still needed'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, checks.map((c) => h('tr', {},
+        h('th', { scope: 'row' }, c.metric),
+        h('td', {}, c.verdict),
+        h('td', { class: 'num' }, `${c.candidateN} / ${c.baselineN}`),
+        h('td', { class: 'num' }, num(c.effect, 3)),
+        h('td', { class: 'num' }, `${num(c.lower, 3)} to ${num(c.upper, 3)}`),
+        h('td', { class: 'num' }, num(c.threshold, 3)),
+        h('td', {}, c.verdict !== 'inconclusive' ? 'decided' : c.needed == null ? 'no estimate' :
+          `~${c.needed} candidate requests${c.neededSeconds != null ? ` (~${span(c.neededSeconds)} at the current rate)` : ''}`)))))) : null);
 }
 
 const EFFECT = {
@@ -463,6 +499,7 @@ function rolloutSummary(r) {
     h('p', { class: 'rollout-state' }, h('strong', {}, `${r.id}: ${words(r.state)}`), ` — moving slot ${r.slot}${r.candidateRevision ? ` (revision ${r.candidateRevision})` : ''} into production, baseline ${r.baselineRevision || '—'}; candidate share ${pct(r.traffic)}${r.swapped ? '; swapped' : ''}. Started ${when(r.createdAt)}${r.actor ? ` by ${r.actor}` : ''}.`),
     r.reason ? h('p', {}, h('strong', {}, 'Reason: '), r.reason) : null,
     r.lastError ? h('p', { class: 'warn' }, `Last error (retrying): ${r.lastError}`) : null,
+    ...(r.warnings || []).map((w) => h('p', { class: 'warn' }, w)),
   ];
 }
 
