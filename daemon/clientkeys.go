@@ -97,7 +97,7 @@ func (d *Daemon) startClientKeys() error {
 // checkOpenGateway refuses a gateway reachable beyond loopback that would
 // let anyone spend a deployment's credentials: with such a deployment, it
 // needs client keys or an explicit openGateway.
-func (d *Daemon) checkOpenGateway(ctx context.Context) error {
+func (d *Daemon) checkOpenGateway(ctx context.Context, getenv func(string) string) error {
 	if isLoopback(d.gwLn.Addr()) || d.Gateway.ClientKeysEnabled() || d.cfg.Gateway.OpenGateway {
 		return nil
 	}
@@ -109,6 +109,17 @@ func (d *Daemon) checkOpenGateway(ctx context.Context) error {
 		for _, s := range a.Slots {
 			if gateway.CarriesCredentials(s.Deployment) {
 				return modelslot.Errorf(modelslot.EINVALID, "gateway address %s is reachable beyond loopback and slot %s of app %s carries provider credentials that anyone could spend: add client keys (gateway.clientKeys or --client-keys FILE), pass --open-gateway to accept it, or keep --listen on 127.0.0.1", d.cfg.Listen, s.Name, name)
+			}
+		}
+	}
+	// The config's deployments are declared after the listeners open.
+	for _, ac := range d.cfg.Apps {
+		for _, sc := range ac.Slots {
+			if sc.Deployment == nil {
+				continue
+			}
+			if dep, err := config.DeploymentOf(sc.Deployment, getenv); err == nil && gateway.CarriesCredentials(&dep) {
+				return modelslot.Errorf(modelslot.EINVALID, "gateway address %s is reachable beyond loopback and the config's slot %s of app %s carries provider credentials that anyone could spend: add client keys (gateway.clientKeys or --client-keys FILE), pass --open-gateway to accept it, or keep --listen on 127.0.0.1", d.cfg.Listen, sc.Name, ac.Name)
 			}
 		}
 	}

@@ -233,12 +233,24 @@ func TestKillDaemonDuringRollout(t *testing.T) {
 		p.start()
 		// The new daemon stops what its killed predecessor left running
 		// before it starts its own servers.
-		for _, pid := range p.managedAlive() {
-			for _, o := range orphans {
-				if pid == o {
-					t.Errorf("after restart %d the killed daemon's model server (pid %d) still runs", p.starts, pid)
+		// SIGKILL is sent at start; the process is gone once the kernel
+		// and its new parent have reaped it, a moment later.
+		var still []int
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			still = still[:0]
+			for _, pid := range p.managedAlive() {
+				for _, o := range orphans {
+					if pid == o && !isZombie(pid) {
+						still = append(still, pid)
+					}
 				}
 			}
+			if len(still) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(still) > 0 {
+			t.Errorf("after restart %d the killed daemon's model servers (pids %v) still run", p.starts, still)
 		}
 		r, err := p.c.ActiveRollout(ctx, "default")
 		if err != nil {
@@ -344,4 +356,16 @@ func chatVia(t *testing.T, gatewayURL string) (slot, version string, status int)
 	}
 	resp.Body.Close()
 	return resp.Header.Get("X-Modelslot-Slot"), resp.Header.Get("X-Modelslot-Version"), resp.StatusCode
+}
+
+// isZombie reports whether pid has exited and waits for its parent to
+// reap it (it no longer runs).
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
