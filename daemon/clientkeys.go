@@ -97,9 +97,18 @@ func (d *Daemon) startClientKeys() error {
 // checkOpenGateway refuses a gateway reachable beyond loopback that would
 // let anyone spend a deployment's credentials: with such a deployment, it
 // needs client keys or an explicit openGateway.
-func (d *Daemon) checkOpenGateway(ctx context.Context, getenv func(string) string) error {
+func (d *Daemon) checkOpenGateway(ctx context.Context) error {
 	if isLoopback(d.gwLn.Addr()) || d.Gateway.ClientKeysEnabled() || d.cfg.Gateway.OpenGateway {
 		return nil
+	}
+	// Declared deployments are deployed after the listeners serve: check
+	// them here, before, as well as those in the store.
+	for _, ac := range d.cfg.Apps {
+		for _, sc := range ac.Slots {
+			if dc := sc.Deployment; dc != nil && declaresCredentials(dc) {
+				return errOpenGateway(d.cfg.Listen, ac.Name, sc.Name)
+			}
+		}
 	}
 	for _, name := range d.Engine.Apps() {
 		a, err := d.Engine.App(ctx, name)
@@ -108,18 +117,7 @@ func (d *Daemon) checkOpenGateway(ctx context.Context, getenv func(string) strin
 		}
 		for _, s := range a.Slots {
 			if gateway.CarriesCredentials(s.Deployment) {
-				return modelslot.Errorf(modelslot.EINVALID, "gateway address %s is reachable beyond loopback and slot %s of app %s carries provider credentials that anyone could spend: add client keys (gateway.clientKeys or --client-keys FILE), pass --open-gateway to accept it, or keep --listen on 127.0.0.1", d.cfg.Listen, s.Name, name)
-			}
-		}
-	}
-	// The config's deployments are declared after the listeners open.
-	for _, ac := range d.cfg.Apps {
-		for _, sc := range ac.Slots {
-			if sc.Deployment == nil {
-				continue
-			}
-			if dep, err := config.DeploymentOf(sc.Deployment, getenv); err == nil && gateway.CarriesCredentials(&dep) {
-				return modelslot.Errorf(modelslot.EINVALID, "gateway address %s is reachable beyond loopback and the config's slot %s of app %s carries provider credentials that anyone could spend: add client keys (gateway.clientKeys or --client-keys FILE), pass --open-gateway to accept it, or keep --listen on 127.0.0.1", d.cfg.Listen, sc.Name, ac.Name)
+				return errOpenGateway(d.cfg.Listen, name, s.Name)
 			}
 		}
 	}
@@ -127,4 +125,21 @@ func (d *Daemon) checkOpenGateway(ctx context.Context, getenv func(string) strin
 		d.log.Warn("the gateway is reachable beyond loopback without client keys: anyone who reaches it may use every app", "addr", d.gwLn.Addr().String())
 	}
 	return nil
+}
+
+// declaresCredentials reports whether a declared deployment will carry
+// credentials once deployed (its secrets are not read yet).
+func declaresCredentials(dc *config.Deployment) bool {
+	d := modelslot.Deployment{Headers: dc.Headers}
+	for k := range dc.SecretHeaders {
+		d.SecretHeaders = append(d.SecretHeaders, k)
+	}
+	for k := range dc.SecretQuery {
+		d.SecretQuery = append(d.SecretQuery, k)
+	}
+	return gateway.CarriesCredentials(&d)
+}
+
+func errOpenGateway(listen, app, slot string) error {
+	return modelslot.Errorf(modelslot.EINVALID, "gateway address %s is reachable beyond loopback and slot %s of app %s carries provider credentials that anyone could spend: add client keys (gateway.clientKeys or --client-keys FILE), pass --open-gateway to accept it, or keep --listen on 127.0.0.1", listen, slot, app)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
 	"github.com/modelslot/modelslot/sim"
@@ -144,5 +145,32 @@ func TestOpenGatewayRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestOpenGatewayRefusedFromStore: a credentialed deployment made through
+// the API is in the store; a restart beyond loopback without client keys
+// is refused for it too, not only for the config's declarations.
+func TestOpenGatewayRefusedFromStore(t *testing.T) {
+	_, backend := startSim(t, sim.Config{})
+	dir := t.TempDir()
+	e := startDaemon(t, dir)
+	if _, err := e.c.Deploy(context.Background(), "default", "production", modelslot.DeployRequest{Deployment: modelslot.Deployment{
+		URL: backend, Query: map[string]string{"key": "k"}, SecretQuery: []string{"key"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	cfg := config.Default()
+	cfg.Data, cfg.Listen, cfg.Admin = dir, "0.0.0.0:0", "127.0.0.1:0"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := daemon.Start(ctx, daemon.Options{Config: cfg})
+	if err == nil {
+		d.Close(ctx)
+		t.Fatal("a gateway beyond loopback started with a stored credentialed deployment and no client keys")
+	}
+	if !strings.Contains(err.Error(), "--open-gateway") {
+		t.Errorf("error %q does not say --open-gateway", err)
 	}
 }

@@ -211,7 +211,7 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	ctrl.mount(srv)
 	mountDashboard(srv, d)
 
-	if err := d.checkOpenGateway(ctx, getenv); err != nil {
+	if err := d.checkOpenGateway(ctx); err != nil {
 		return err
 	}
 	// Metrics without a token only where only this machine can ask.
