@@ -42,6 +42,7 @@ const (
 	DefaultSwapTimeout    = 30 * time.Minute
 	DefaultVersionSetting = "MODEL_VERSION"
 	DefaultMaxRetries     = 5
+	DefaultRevisionHeader = "X-Modelslot-Revision"
 	minPollFrequency      = time.Second
 )
 
@@ -91,6 +92,17 @@ type Config struct {
 	// PollFrequency is how often long-running operations (swap, create
 	// slot) and deploy health checks are polled; default 5s.
 	PollFrequency time.Duration
+	// RevisionHeader is the response header through which a slot's health
+	// path can show the revision it runs (default X-Modelslot-Revision):
+	// the container gets it as the app setting MODELSLOT_REVISION. Deploy
+	// waits for an answer that shows the new revision; an answer that shows
+	// another one is the old content, still running.
+	RevisionHeader string
+	// RequireRevision makes Deploy wait for an answer that shows the new
+	// revision: a healthy answer without RevisionHeader does not count.
+	// Without it such an answer ends the deploy (with a warning): the
+	// driver cannot tell the new content from the old.
+	RequireRevision bool
 	// HealthTimeout bounds one health probe of a slot's host name
 	// (default 10s). How long Deploy waits overall is Deployment.Warmup.Timeout.
 	HealthTimeout time.Duration
@@ -188,6 +200,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.VersionSetting == "" {
 		c.VersionSetting = DefaultVersionSetting
+	}
+	if c.RevisionHeader == "" {
+		c.RevisionHeader = DefaultRevisionHeader
 	}
 	if c.PollFrequency == 0 {
 		c.PollFrequency = DefaultPollFrequency

@@ -3,6 +3,7 @@ package azure
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -110,9 +111,9 @@ func (d *Driver) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 			return nil, err
 		}
 	}
-	if err := d.waitHealthy(ctx, st.hostName, dep.Warmup); err != nil {
+	if err := d.waitRunning(ctx, st.hostName, dep.Warmup, dep.Revision); err != nil {
 		d.revert(ctx, web, st)
-		return nil, modelslot.Wrapf(err, modelslot.EUNAVAILABLE, "%s: the slot never answered its health path: %v; its previous image and settings were put back. Check the container's logs (`az webapp log tail --slot %s`), Deployment.Warmup.Path and Warmup.Timeout", op, err, slot)
+		return nil, modelslot.Wrapf(err, modelslot.EUNAVAILABLE, "%s: the new content never answered its health path: %v; its previous image and settings were put back. Check the container's logs (`az webapp log tail --slot %s`), Deployment.Warmup.Path and Warmup.Timeout", op, err, slot)
 	}
 	d.logger.Info("deployed", "slot", slot, "revision", dep.Revision)
 	s := &modelslot.Slot{Name: slot, Deployment: &dep, CreatedAt: st.modified}
@@ -249,9 +250,13 @@ func (d *Driver) revert(ctx context.Context, web *armappservice.WebAppsClient, s
 	d.logger.Warn("failed deploy reverted", "slot", st.name)
 }
 
-// waitHealthy polls the slot's health path until it answers an allowed
-// status or the warm-up timeout passes.
-func (d *Driver) waitHealthy(ctx context.Context, host string, w modelslot.Warmup) error {
+// waitRunning polls the slot's health path until the new content answers
+// it: an allowed status that shows revision want (Config.RevisionHeader),
+// or, from a server that shows no revision, any allowed status unless
+// RequireRevision is set. An answer that shows another revision is the
+// old content, which App Service keeps serving while the new one starts.
+// It gives up when the warm-up timeout passes.
+func (d *Driver) waitRunning(ctx context.Context, host string, w modelslot.Warmup, want string) error {
 	timeout := w.Timeout.D()
 	if timeout == 0 {
 		timeout = defaultWarmupTimeout
@@ -264,9 +269,18 @@ func (d *Driver) waitHealthy(ctx context.Context, host string, w modelslot.Warmu
 	var last error
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, d.cfg.HealthTimeout)
-		err := d.probe(pctx, host, w)
+		rev, err := d.probe(pctx, host, w)
 		pcancel()
-		if err == nil {
+		switch {
+		case err != nil:
+		case rev != "" && rev != want:
+			err = fmt.Errorf("the slot still runs revision %s, not %s: App Service has not restarted it yet", rev, want)
+		case rev == "" && d.cfg.RequireRevision:
+			err = fmt.Errorf("the health answer shows no revision (header %s), which the driver requires: make the server echo its MODELSLOT_REVISION app setting in it", d.cfg.RevisionHeader)
+		case rev == "":
+			d.logger.Warn("the slot answers its health path but shows no revision: the new content cannot be told from the old; make the server echo its MODELSLOT_REVISION app setting in the header", "header", d.cfg.RevisionHeader, "revision", want)
+			return nil
+		default:
 			return nil
 		}
 		if ctx.Err() == nil || last == nil {
@@ -275,7 +289,7 @@ func (d *Driver) waitHealthy(ctx context.Context, host string, w modelslot.Warmu
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return errors.New("no healthy answer within " + timeout.String() + " (last: " + last.Error() + ")")
+				return errors.New("no healthy answer from the new content within " + timeout.String() + " (last: " + last.Error() + ")")
 			}
 			return ctx.Err()
 		case <-t.C:

@@ -417,8 +417,13 @@ func (d *Driver) Status(ctx context.Context, app string) (*modelslot.AppStatus, 
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, d.cfg.HealthTimeout)
 			defer cancel()
-			if err := d.probe(pctx, hosts[s.Name], s.Deployment.Warmup); err != nil {
+			rev, err := d.probe(pctx, hosts[s.Name], s.Deployment.Warmup)
+			if err != nil {
 				ss.Health = err.Error()
+				return
+			}
+			if rev != "" && rev != s.Deployment.Revision {
+				ss.Health = "runs revision " + rev + ", not " + s.Deployment.Revision + " (restarting?)"
 				return
 			}
 			ss.Healthy = true
@@ -431,8 +436,9 @@ func (d *Driver) Status(ctx context.Context, app string) (*modelslot.AppStatus, 
 	return st, nil
 }
 
-// probe sends one GET to the slot's health path.
-func (d *Driver) probe(ctx context.Context, host string, w modelslot.Warmup) error {
+// probe sends one GET to the slot's health path. It returns the revision
+// the answer shows (Config.RevisionHeader), "" if it shows none.
+func (d *Driver) probe(ctx context.Context, host string, w modelslot.Warmup) (string, error) {
 	path := w.Path
 	if path == "" {
 		path = "/health"
@@ -442,17 +448,17 @@ func (d *Driver) probe(ctx context.Context, host string, w modelslot.Warmup) err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.cfg.HostURL(host)+path, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	resp, err := d.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	resp.Body.Close()
 	if !modelslot.StatusAllowed(w.Statuses, resp.StatusCode) {
-		return &statusError{path: path, code: resp.StatusCode, allowed: w.Statuses}
+		return "", &statusError{path: path, code: resp.StatusCode, allowed: w.Statuses}
 	}
-	return nil
+	return strings.TrimSpace(resp.Header.Get(d.cfg.RevisionHeader)), nil
 }
 
 type statusError struct {

@@ -102,6 +102,16 @@ type slot struct {
 	target      string
 	savedSticky map[string]string
 	swapStatus  *armappservice.SlotSwapStatus
+	// A restart in progress (SlowRestart): the host name serves old for
+	// the next pending requests.
+	old     *running
+	pending int
+}
+
+// running is the content a slot's host name serves.
+type running struct {
+	linuxFx  string
+	settings map[string]string
 }
 
 // FakeSite is the fake app. Its methods are safe for concurrent use.
@@ -112,18 +122,20 @@ type FakeSite struct {
 	server    *httptest.Server
 	transport *transport
 
-	mu          sync.Mutex
-	now         func() time.Time
-	slots       map[string]*slot
-	rules       []*armappservice.RampUpRule
-	stickyNames armappservice.SlotConfigNames
-	handlers    map[string]http.Handler // by image
-	metrics     map[string][]MetricPoint
-	metricsFunc func(slot, image string, minute time.Time) (MetricPoint, bool)
-	metricsLag  time.Duration
-	requests    []Request
-	faults      []*Fault
-	swaps       int
+	mu           sync.Mutex
+	now          func() time.Time
+	slots        map[string]*slot
+	rules        []*armappservice.RampUpRule
+	stickyNames  armappservice.SlotConfigNames
+	handlers     map[string]http.Handler // by image
+	metrics      map[string][]MetricPoint
+	metricsFunc  func(slot, image string, minute time.Time) (MetricPoint, bool)
+	metricsLag   time.Duration
+	requests     []Request
+	faults       []*Fault
+	swaps        int
+	restartAfter int  // SlowRestart
+	echoRevision bool // EchoRevision
 	// holding: swaps are started but not finished until ReleaseSwaps.
 	holding bool
 	held    []heldSwap
@@ -264,14 +276,27 @@ func (s *FakeSite) serveHost(w http.ResponseWriter, r *http.Request) {
 	host, path, _ := strings.Cut(rest, "/")
 	s.mu.Lock()
 	var h http.Handler
-	found, image := false, ""
+	found, image, revision := false, "", ""
 	for _, sl := range s.slots {
 		if sl.host == host {
-			found, image = true, imageOf(sl.linuxFx)
+			run := running{linuxFx: sl.linuxFx, settings: sl.settings}
+			if sl.pending > 0 {
+				run = *sl.old
+				if sl.pending--; sl.pending == 0 {
+					sl.old = nil
+				}
+			}
+			found, image = true, imageOf(run.linuxFx)
 			h = s.handlers[image]
+			if s.echoRevision {
+				revision = run.settings[azure.SettingRevision]
+			}
 		}
 	}
 	s.mu.Unlock()
+	if revision != "" {
+		w.Header().Set("X-Modelslot-Revision", revision)
+	}
 	switch {
 	case !found:
 		http.Error(w, "404 Web Site not found", http.StatusNotFound)
@@ -367,6 +392,37 @@ func (s *FakeSite) Swaps() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.swaps
+}
+
+// SlowRestart makes a change of a slot's image or app settings take
+// effect on its host name only after n more requests to it: until then the
+// previous content answers, as App Service keeps the old container serving
+// while the new one starts. 0 (the default): at once.
+func (s *FakeSite) SlowRestart(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartAfter = n
+}
+
+// EchoRevision makes every container answer with the header
+// X-Modelslot-Revision set to its MODELSLOT_REVISION app setting, as a
+// server that shows the revision it runs does.
+func (s *FakeSite) EchoRevision() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.echoRevision = true
+}
+
+// restart starts a restart of sl before its content changes. The caller
+// holds s.mu.
+func (s *FakeSite) restart(sl *slot) {
+	if s.restartAfter <= 0 {
+		return
+	}
+	if sl.pending == 0 {
+		sl.old = &running{linuxFx: sl.linuxFx, settings: maps.Clone(sl.settings)}
+	}
+	sl.pending = s.restartAfter
 }
 
 // HoldSwaps makes the swaps asked for from now on stay in flight until
@@ -791,6 +847,7 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 				return notFound(&r, &e)
 			}
 			sl := s.slots[Production]
+			s.restart(sl)
 			sl.settings, sl.modified = undict(d.Properties), s.now().UTC()
 			r.SetResponse(http.StatusOK, updSet{StringDictionary: armappservice.StringDictionary{Properties: dict(sl.settings)}}, nil)
 			return
@@ -802,6 +859,7 @@ func (s *FakeSite) webServer() *webfake.WebAppsServer {
 			if sl == nil {
 				return notFound(&r, &e)
 			}
+			s.restart(sl)
 			sl.settings, sl.modified = undict(d.Properties), s.now().UTC()
 			r.SetResponse(http.StatusOK, updSetSl{StringDictionary: armappservice.StringDictionary{Properties: dict(sl.settings)}}, nil)
 			return
@@ -981,6 +1039,7 @@ func (s *FakeSite) patchConfig(sl *slot, c *armappservice.SiteConfig) {
 		return
 	}
 	if c.LinuxFxVersion != nil {
+		s.restart(sl)
 		sl.linuxFx = *c.LinuxFxVersion
 		sl.modified = s.now().UTC()
 	}
@@ -1075,6 +1134,7 @@ func (s *FakeSite) swap(rg, name, source, target string) (int, string) {
 	now := s.now().UTC()
 	src.modified, dst.modified = now, now
 	src.target, dst.target, src.savedSticky, dst.savedSticky = "", "", nil, nil
+	src.old, dst.old, src.pending, dst.pending = nil, nil, 0, 0 // both warmed up
 	st := &armappservice.SlotSwapStatus{SourceSlotName: to.Ptr(source), DestinationSlotName: to.Ptr(target), TimestampUTC: to.Ptr(now)}
 	for _, sl := range s.slots {
 		if sl == src || sl == dst || sl.name == Production {

@@ -127,7 +127,7 @@ func TestAzureDeployWaitsForHealth(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	wantError(t, az(site, "deploy staging --image llm:broken --version v3 --warmup-timeout 300ms"),
-		"the slot never answered its health path", "answered 500", "previous image and settings were put back")
+		"the new content never answered its health path", "answered 500", "previous image and settings were put back")
 	if got := site.Image("staging"); got != "llm:v2" {
 		t.Errorf("staging image after a failed deploy = %q, want llm:v2", got)
 	}
