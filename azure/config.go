@@ -154,14 +154,18 @@ func (c Config) Validate() error {
 	}
 	switch c.Cloud {
 	case "", CloudPublic, CloudChina, CloudUSGov:
-		if c.CustomEndpoint != "" || c.CustomAuthority != "" {
-			return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-arm-endpoint and --azure-authority apply only to --azure-cloud=custom")
+		if c.CustomEndpoint != "" || c.CustomAuthority != "" || c.CustomAudience != "" {
+			return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-arm-endpoint, --azure-authority and --azure-audience apply only to --azure-cloud=custom")
 		}
 	case CloudCustom:
 		for _, f := range []struct{ flag, v string }{
 			{"--azure-arm-endpoint", c.CustomEndpoint},
 			{"--azure-authority", c.CustomAuthority},
+			{"--azure-audience", c.CustomAudience},
 		} {
+			if f.v == "" && f.flag == "--azure-audience" {
+				continue // optional: defaults to the endpoint
+			}
 			if f.v == "" {
 				return modelslot.Errorf(modelslot.EINVALID, "azure: --azure-cloud=custom needs %s (an https URL)", f.flag)
 			}

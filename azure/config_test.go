@@ -35,6 +35,11 @@ func TestValidate(t *testing.T) {
 			c.CustomEndpoint, c.CustomAuthority = "http://arm.example/", "https://login.example/"
 		}, "--azure-arm-endpoint"},
 		{"endpoint without custom", func(c *Config) { c.CustomEndpoint = "https://arm.example/" }, "--azure-cloud=custom"},
+		{"audience without custom", func(c *Config) { c.CustomAudience = "https://arm.example/" }, "--azure-audience"},
+		{"custom audience http", func(c *Config) {
+			c.Cloud = CloudCustom
+			c.CustomEndpoint, c.CustomAuthority, c.CustomAudience = "https://arm.example/", "https://login.example/", "arm"
+		}, "--azure-audience"},
 		{"custom ok", func(c *Config) {
 			c.Cloud = CloudCustom
 			c.CustomEndpoint, c.CustomAuthority = "https://arm.example/", "https://login.example/"
@@ -61,6 +66,21 @@ func TestValidate(t *testing.T) {
 				t.Errorf("message %q does not name %s", err, tt.flag)
 			}
 		})
+	}
+}
+
+func TestCustomAudience(t *testing.T) {
+	c := valid()
+	c.Cloud, c.CustomEndpoint, c.CustomAuthority = CloudCustom, "https://arm.example/", "https://login.example/"
+	if got := c.cloudConfig().Services[cloud.ResourceManager].Audience; got != "https://arm.example/" {
+		t.Errorf("default audience = %s, want the endpoint", got)
+	}
+	c.CustomAudience = "https://management.core.example/"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.cloudConfig().Services[cloud.ResourceManager].Audience; got != c.CustomAudience {
+		t.Errorf("audience = %s, want %s", got, c.CustomAudience)
 	}
 }
 

@@ -56,31 +56,45 @@ type azureFile struct {
 	Cloud             string `yaml:"azure-cloud"`
 	ARMEndpoint       string `yaml:"azure-arm-endpoint"`
 	Authority         string `yaml:"azure-authority"`
+	Audience          string `yaml:"azure-audience"`
 	MetricsDelay      string `yaml:"azure-metrics-delay"`
 }
 
 // azureFlagNames are the flags of azureFile, in its field order.
-var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-metrics-delay"}
+var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-audience", "azure-metrics-delay"}
 
 func (a *azureFile) fields() []*string {
-	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.MetricsDelay}
+	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.Audience, &a.MetricsDelay}
 }
 
+// flagGroup is the annotation that puts a flag in a help section of its
+// own (see groupFlags); azureGroup is the Azure flags' section.
+const (
+	flagGroup  = "modelslot/group"
+	azureGroup = "Azure flags (with --platform azure; also keys of --azure-config)"
+)
+
+// The help texts quote the value's name in backticks: pflag prints it
+// after the flag (--subscription ID), so nothing else may be in backticks.
 func (a *azureFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&a.configFile, "azure-config", "", "YAML file with the Azure flags below as keys, e.g. `subscription: ...` (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
+	fl.StringVar(&a.configFile, "azure-config", "", "read the Azure flags from the YAML `FILE`, one key per flag name, e.g. subscription: ... (default $MODELSLOT_AZURE_CONFIG); flags win over the file")
 	help := []string{
-		"Azure subscription id that holds the App Service app (`az account show --query id -o tsv`)",
-		"resource group of the App Service app",
-		"App Service app (site) name; the modelslot app name on Azure",
-		"Azure credential: default (DefaultAzureCredential), cli (az login), env (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET) or managed-identity (default default)",
-		"client id of a user-assigned managed identity (with --azure-auth managed-identity; default the system-assigned one)",
-		"Azure cloud: public, china, usgov or custom (default public)",
-		"Resource Manager endpoint of --azure-cloud custom (https URL)",
-		"Entra ID authority host of --azure-cloud custom (https URL)",
-		"how long after its end a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
+		"Azure subscription `ID` that holds the App Service app (az account show --query id -o tsv)",
+		"resource group `NAME` of the App Service app",
+		"App Service app (site) `NAME`; the modelslot app name on Azure",
+		"Azure credential `MODE`: default (DefaultAzureCredential), cli (az login), env (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET) or managed-identity (default default)",
+		"client `ID` of a user-assigned managed identity (with --azure-auth managed-identity; default the system-assigned one)",
+		"Azure `CLOUD`: public, china, usgov or custom (default public)",
+		"Resource Manager endpoint `URL` of --azure-cloud custom (https)",
+		"Entra ID authority host `URL` of --azure-cloud custom (https)",
+		"token audience `URL` of --azure-cloud custom's Resource Manager (default --azure-arm-endpoint)",
+		"`DURATION` after its end when a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
 	}
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
+	}
+	for _, name := range append([]string{"azure-config"}, azureFlagNames...) {
+		fl.SetAnnotation(name, flagGroup, []string{azureGroup})
 	}
 }
 
@@ -160,6 +174,7 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 		Cloud:                   file.Cloud,
 		CustomEndpoint:          file.ARMEndpoint,
 		CustomAuthority:         file.Authority,
+		CustomAudience:          file.Audience,
 		MetricsDelay:            delay,
 	}
 	if azureConfigHook != nil {

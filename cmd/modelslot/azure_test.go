@@ -192,11 +192,17 @@ func TestAzureSwapPreviewReset(t *testing.T) {
 	if !strings.Contains(out, `"preparedForSwap": "production"`) {
 		t.Errorf("slot list during a preview:\n%s", out)
 	}
+	pending := "swap preview pending: staging is prepared for swap with production \\(it runs with production's slot settings\\); complete it with `modelslot swap staging` or cancel it with `modelslot swap staging --action reset`"
+	wantLines(t, mustRun(t, az(site, "slot list")...), pending)
+	wantLines(t, mustRun(t, az(site, "status")...), pending)
 	// Azure refuses configuration writes during a preview (409).
 	wantCode(t, wantError(t, az(site, "traffic set staging=10"), "a swap preview is pending", "--action reset"), modelslot.ECONFLICT)
 
 	out = mustRun(t, az(site, "swap staging --action reset")...)
 	wantLines(t, out, "preview of staging into production cancelled")
+	if out := mustRun(t, az(site, "slot list")...); strings.Contains(out, "preview pending") {
+		t.Errorf("slot list after the reset:\n%s", out)
+	}
 
 	out = mustRun(t, az(site, "swap staging")...)
 	if !regexp.MustCompile(`^swapped: production now serves revision [0-9a-f]{12}; staging holds revision [0-9a-f]{12} \(swap again to roll back\)\n$`).MatchString(out) {
@@ -221,16 +227,18 @@ func TestAzureStatus(t *testing.T) {
 	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging", "canary"}})
 	mustRun(t, az(site, "deploy staging --image llm:v2 --version v2")...)
 	mustRun(t, az(site, "traffic set staging=5")...)
+	wantLines(t, mustRun(t, az(site, "status")...), `last swap: none`)
 	mustRun(t, az(site, "swap staging")...)
 
 	out := mustRun(t, az(site, "status")...)
+	// Azure cannot say how many requests a slot serves: no IN-FLIGHT.
 	wantLines(t, out,
 		`app llm: Azure App Service, resource group rg-modelslot, subscription `+site.Subscription,
-		`SLOT\s+VERSION\s+REVISION\s+TRAFFIC\s+HEALTHY\s+IN-FLIGHT\s+BACKEND`,
-		`production\s+v2\s+[0-9a-f]{12}\s+95%\s+yes\s+0\s+https://`+regexp.QuoteMeta(site.HostName("production")),
-		`canary\s+-\s+-\s+0%\s+no \(no deployment\)\s+0\s+-`,
-		`staging\s+-\s+[0-9a-f]{12}\s+5%\s+yes\s+0\s+https://`+regexp.QuoteMeta(site.HostName("staging")),
-		`last swap: #0 swap staging -> production, completed at .*`,
+		`SLOT\s+VERSION\s+REVISION\s+TRAFFIC\s+HEALTHY\s+BACKEND`,
+		`production\s+v2\s+[0-9a-f]{12}\s+95%\s+yes\s+https://`+regexp.QuoteMeta(site.HostName("production")),
+		`canary\s+-\s+-\s+0%\s+no \(no deployment\)\s+-`,
+		`staging\s+-\s+[0-9a-f]{12}\s+5%\s+yes\s+https://`+regexp.QuoteMeta(site.HostName("staging")),
+		`last swap: swap staging -> production, completed at .*`,
 	)
 	// The same through $MODELSLOT_PLATFORM.
 	t.Setenv("MODELSLOT_PLATFORM", "azure")
@@ -476,6 +484,44 @@ func TestAzureRolloutAbort(t *testing.T) {
 	if p := site.Image("production"); p != "llm:v1" {
 		t.Errorf("production after abort = %q", p)
 	}
+}
+
+// TestAzureHelp: value names render after the flags (backticks in a help
+// text are pflag's value name), and the Azure flags have a section of
+// their own after the local ones.
+func TestAzureHelp(t *testing.T) {
+	for _, cmd := range []string{"status", "slot list", "rollout start", "deploy"} {
+		out := mustRun(t, append(strings.Fields(cmd), "--help")...)
+		wantLines(t, out,
+			`      --subscription ID\s+Azure subscription ID that holds the App Service app \(az account show --query id -o tsv\)`,
+			`      --azure-config FILE\s+read the Azure flags from the YAML FILE, .*`,
+			`      --azure-audience URL\s+.*`,
+			`Azure flags \(with --platform azure; also keys of --azure-config\):`,
+		)
+		azure := strings.Index(out, "Azure flags (")
+		if i := strings.Index(out, "--platform string"); i < 0 || i > azure {
+			t.Errorf("%s --help: the local flags do not come before the Azure ones:\n%s", cmd, out)
+		}
+		if i := strings.Index(out, "--subscription"); i < azure {
+			t.Errorf("%s --help: --subscription is outside the Azure section:\n%s", cmd, out)
+		}
+	}
+}
+
+// TestAzureAudience: a custom cloud takes its token audience from
+// --azure-audience (or the config file's azure-audience).
+func TestAzureAudience(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1"})
+	var got azure.Config
+	prev := azureConfigHook
+	azureConfigHook = func(c *azure.Config) { got = *c; prev(c) }
+	t.Cleanup(func() { azureConfigHook = prev })
+	mustRun(t, az(site, "slot list", "--azure-cloud", "custom", "--azure-arm-endpoint", "https://management.stack.example/",
+		"--azure-authority", "https://login.stack.example/", "--azure-audience", "https://management.core.stack.example/")...)
+	if got.CustomAudience != "https://management.core.stack.example/" || got.CustomEndpoint != "https://management.stack.example/" {
+		t.Errorf("config = audience %q endpoint %q", got.CustomAudience, got.CustomEndpoint)
+	}
+	wantError(t, az(site, "slot list", "--azure-audience", "https://management.core.stack.example/"), "--azure-audience", "custom")
 }
 
 // TestAzureRolloutLateErrorsRollBack: Azure Monitor reports a young

@@ -16,6 +16,7 @@ import (
 	"github.com/modelslot/modelslot/client"
 	"github.com/modelslot/modelslot/config"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Platforms (--platform, $MODELSLOT_PLATFORM).
@@ -221,3 +222,53 @@ func parseKV(kvs []string, flag string) (map[string]string, error) {
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
 
 func println(w io.Writer, format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+
+// groupFlags makes the help of every command print the flags annotated
+// with flagGroup in sections of their own, after the other flags, so that
+// the Azure flags do not drown the local ones.
+func groupFlags(root *cobra.Command) {
+	cobra.AddTemplateFunc("ungroupedFlags", func(fs *pflag.FlagSet) string { return flagUsages(fs, "") })
+	cobra.AddTemplateFunc("hasUngroupedFlags", func(fs *pflag.FlagSet) bool { return flagUsages(fs, "") != "" })
+	cobra.AddTemplateFunc("flagGroups", func(c *cobra.Command) []flagSection {
+		var out []flagSection
+		for _, title := range []string{azureGroup} {
+			all := pflag.NewFlagSet(title, pflag.ContinueOnError)
+			all.AddFlagSet(c.LocalFlags())
+			all.AddFlagSet(c.InheritedFlags())
+			if u := flagUsages(all, title); u != "" {
+				out = append(out, flagSection{Title: title, Usages: u})
+			}
+		}
+		return out
+	})
+	t := root.UsageTemplate()
+	for _, r := range [][2]string{
+		{"{{if .HasAvailableLocalFlags}}\n\nFlags:\n{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}",
+			"{{if hasUngroupedFlags .LocalFlags}}\n\nFlags:\n{{ungroupedFlags .LocalFlags | trimTrailingWhitespaces}}{{end}}"},
+		{"{{if .HasAvailableInheritedFlags}}\n\nGlobal Flags:\n{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}",
+			"{{if hasUngroupedFlags .InheritedFlags}}\n\nGlobal Flags:\n{{ungroupedFlags .InheritedFlags | trimTrailingWhitespaces}}{{end}}{{range flagGroups .}}\n\n{{.Title}}:\n{{.Usages | trimTrailingWhitespaces}}{{end}}"},
+	} {
+		if !strings.Contains(t, r[0]) {
+			panic("groupFlags: cobra's usage template changed: " + r[0])
+		}
+		t = strings.Replace(t, r[0], r[1], 1)
+	}
+	root.SetUsageTemplate(t)
+}
+
+type flagSection struct{ Title, Usages string }
+
+// flagUsages is the help of fs's visible flags in group ("": no group).
+func flagUsages(fs *pflag.FlagSet, group string) string {
+	sub := pflag.NewFlagSet(group, pflag.ContinueOnError)
+	fs.VisitAll(func(f *pflag.Flag) {
+		g := ""
+		if v := f.Annotations[flagGroup]; len(v) > 0 {
+			g = v[0]
+		}
+		if g == group && !f.Hidden {
+			sub.AddFlag(f)
+		}
+	})
+	return sub.FlagUsages()
+}

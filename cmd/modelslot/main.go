@@ -47,5 +47,6 @@ func newRootCmd() *cobra.Command {
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
+	groupFlags(root)
 	return root
 }

@@ -38,7 +38,11 @@ func newSlotCmd() *cobra.Command {
 				}
 				println(tw, "%s\t%s\t%s\t%s\t%s\t%s", s.Slot.Name, version, rev, pct(s.Percent), yesNo(s.Healthy, s.Health), firstNonEmpty(s.Backend, "-"))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			printPreviews(cmd.OutOrStdout(), st.Slots)
+			return nil
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
