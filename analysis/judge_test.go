@@ -465,3 +465,42 @@ func TestOutputTokensWithoutSpread(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketsWithoutSpread: Azure Monitor's per-minute means can be
+// steady to the millisecond (0.25 s against 0.30 s every minute). The
+// latency check must conclude on them, not stay inconclusive because the
+// differences have no variance.
+func TestBucketsWithoutSpread(t *testing.T) {
+	minutes := func(lat time.Duration, errs int64, n int) modelslot.Series {
+		s := modelslot.Series{Complete: true}
+		for i := range n {
+			s.Buckets = append(s.Buckets, modelslot.Bucket{Start: t0.Add(time.Duration(i) * time.Minute), Grain: time.Minute, Requests: 300, Errors: errs, MeanLatency: lat})
+		}
+		return s
+	}
+	tests := []struct {
+		name       string
+		cand, base time.Duration
+		want       analysis.Verdict
+	}{
+		{"candidate slower", 300 * time.Millisecond, 250 * time.Millisecond, analysis.Fail},
+		{"candidate faster", 250 * time.Millisecond, 300 * time.Millisecond, analysis.Pass},
+		{"the same", 250 * time.Millisecond, 250 * time.Millisecond, analysis.Pass},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := analysis.NewJudge(analysis.Config{Metrics: []string{"errors", "latency"}, MinSamples: 300})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j.Observe(minutes(tt.cand, 0, 15), minutes(tt.base, 0, 15))
+			r := j.Result()
+			if c := check(t, r, "latency"); c.Verdict != tt.want {
+				t.Errorf("latency: got %s, want %s: %s", c.Verdict, tt.want, c.Reason)
+			}
+			if c := check(t, r, "errors"); c.Verdict == analysis.Inconclusive && tt.want == analysis.Pass {
+				t.Errorf("errors: inconclusive after 15 minutes of 300 requests: %s", c.Reason)
+			}
+		})
+	}
+}

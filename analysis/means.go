@@ -76,6 +76,9 @@ func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
 	}
 	desc := fmt.Sprintf("%s: mean %.4g %s (candidate, n=%d) vs %.4g (production, n=%d), ratio %.3g",
 		t.metric, t.meanC, t.unit, t.nc, t.meanB, t.nb, ch.Effect)
+	if t.ready && t.meanB > 0 && t.v <= 0 {
+		return j.steadyCheck(ch, t, higherIsWorse, enough, desc)
+	}
 	if !t.ready || t.meanB <= 0 || t.v <= 0 || t.tau <= 0 {
 		ch.Lower, ch.Upper = 0, 0
 		ch.Reason = desc + "; too few samples for the mSPRT yet"
@@ -102,6 +105,41 @@ func (j *Judge) meanCheck(t meanTest, higherIsWorse bool, enough bool) Check {
 		ch.Reason = fmt.Sprintf("%s; within the bound %.3g", desc, ch.Threshold)
 	default:
 		ch.Reason = fmt.Sprintf("%s; mSPRT %s < %s (or in the harmless direction); pass needs the ratio bound beyond %.3g", desc, num(ev), num(limit), ch.Threshold)
+		if !enough {
+			ch.Reason += j.needMore()
+		}
+	}
+	return ch
+}
+
+// steadyCheck judges a difference without spread: every time-matched
+// bucket pair differs by the same amount (coarse, steady per-minute means,
+// as Azure Monitor's HttpResponseTime can be). The plug-in variance is 0,
+// so the mSPRT never moves and the check would stay inconclusive to the
+// deadline; the difference is known instead: harmful fails at once, and
+// harmless passes within the bound once there are enough requests.
+func (j *Judge) steadyCheck(ch Check, t meanTest, higherIsWorse, enough bool, desc string) Check {
+	ch.Lower, ch.Upper = ch.Effect, ch.Effect
+	harmful := (t.d > 0) == higherIsWorse && t.d != 0
+	desc += fmt.Sprintf("; every one of %d time-matched buckets differs by %.4g %s (no spread)", t.nc, t.d, t.unit)
+	good := ch.Effect > ch.Threshold
+	if higherIsWorse {
+		good = ch.Effect < ch.Threshold
+	}
+	switch {
+	case harmful:
+		ch.Verdict = Fail
+		ch.EValue = expClamp(690)
+		word := "slower"
+		if !higherIsWorse {
+			word = "slower to generate"
+		}
+		ch.Reason = fmt.Sprintf("%s: the candidate is %s", desc, word)
+	case enough && good:
+		ch.Verdict = Pass
+		ch.Reason = fmt.Sprintf("%s; within the bound %.3g", desc, ch.Threshold)
+	default:
+		ch.Reason = fmt.Sprintf("%s; pass needs the ratio beyond %.3g", desc, ch.Threshold)
 		if !enough {
 			ch.Reason += j.needMore()
 		}
