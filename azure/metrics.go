@@ -57,6 +57,22 @@ func NewMetricSource(cfg Config, logger *slog.Logger) (*MetricSource, error) {
 	return newMetricSource(cfg, logger.With("component", "azure-metrics", "app", cfg.App), &credentials{cfg: cfg}), nil
 }
 
+// Unmeasurable says which analysis metrics Azure Monitor's platform
+// metrics cannot give (rollout.MetricCapabilities): it has per-minute
+// counts and a per-minute mean of the whole response time, nothing per
+// request and nothing about tokens.
+func (m *MetricSource) Unmeasurable() map[string]string {
+	const perMinute = "Azure Monitor reports per-minute means of HttpResponseTime, not each request's latency (use --azure-app-insights for request-level latency)"
+	return map[string]string{
+		"ttft":           "App Service reports the time to the last byte (HttpResponseTime), not to the first token",
+		"tokens_per_sec": "Azure Monitor counts requests, not tokens",
+		"output_tokens":  "Azure Monitor counts requests, not tokens",
+		"tail_latency":   perMinute,
+		"slo:latency":    perMinute,
+		"slo:ttft":       "App Service reports no time to the first token",
+	}
+}
+
 func newMetricSource(cfg Config, logger *slog.Logger, creds *credentials) *MetricSource {
 	return &MetricSource{cfg: cfg, logger: logger, creds: creds}
 }

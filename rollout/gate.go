@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -250,6 +251,75 @@ func newMetricsGate(c GateConfig) (Gate, error) {
 }
 
 func (g *metricsGate) Kind() string { return KindMetrics }
+
+// MetricCapabilities is implemented by a metric source that cannot
+// measure every analysis metric (Azure Monitor has no time to first
+// token). Manager.Start refuses a plan whose metrics gates name one of
+// them, with the source's reason, instead of letting the gate stay
+// inconclusive to its deadline.
+type MetricCapabilities interface {
+	// Unmeasurable maps each analysis metric the source cannot measure
+	// ("ttft", "tail_latency", ...; "slo:latency" and "slo:ttft" for
+	// quantile SLOs) to why.
+	Unmeasurable() map[string]string
+}
+
+// needs lists what the gate must measure: the metrics the plan names
+// explicitly (the default set judges what has data) and its SLOs.
+func (g *metricsGate) needs() []string {
+	out := slices.Clone(g.cfg.Metrics)
+	for _, s := range g.cfg.SLO {
+		out = append(out, "slo:"+s.Metric)
+	}
+	return out
+}
+
+// checkMeasurable refuses a plan whose metrics gates need what ms cannot
+// measure.
+func checkMeasurable(p *Plan, ms modelslot.MetricSource) error {
+	caps, ok := ms.(MetricCapabilities)
+	if !ok {
+		return nil
+	}
+	no := caps.Unmeasurable()
+	var specs []*GateSpec
+	var paths []string
+	if p.Analysis.Gates != nil {
+		for i := range *p.Analysis.Gates {
+			specs, paths = append(specs, &(*p.Analysis.Gates)[i]), append(paths, index("analysis.gates", i))
+		}
+	}
+	for si, st := range p.Steps {
+		var gates []GateSpec
+		switch {
+		case st.Bake != nil:
+			gates = st.Bake.Gates
+		case st.Watch != nil:
+			gates = st.Watch.Gates
+		case st.RampUp != nil:
+			gates = st.RampUp.Gates
+		}
+		for i := range gates {
+			specs, paths = append(specs, &gates[i]), append(paths, index(join(index("steps", si), st.Kind()+".gates"), i))
+		}
+	}
+	for i, g := range specs {
+		mg, ok := g.gate.(*metricsGate)
+		if !ok {
+			continue
+		}
+		for _, m := range mg.needs() {
+			if why, bad := no[m]; bad {
+				what := "metric " + m
+				if slo, ok := strings.CutPrefix(m, "slo:"); ok {
+					what = "an SLO on a quantile of " + slo
+				}
+				return modelslot.Errorf(modelslot.EINVALID, "rollout: %s judges %s, which this metric source cannot measure: %s; remove it from the plan (analysis.metrics, analysis.slo or the gate's own)", paths[i], what, why)
+			}
+		}
+	}
+	return nil
+}
 
 func (g *metricsGate) Evaluate(ctx context.Context, in GateInput) (GateResult, error) {
 	var j *analysis.Judge

@@ -182,6 +182,9 @@ func (m *Manager) Start(ctx context.Context, app, slot string, plan *Plan, actor
 	if plan == nil || plan.Source() == "" {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "rollout: a plan is required (parse it with ParsePlan)")
 	}
+	if err := checkMeasurable(plan, m.cfg.Metrics); err != nil {
+		return nil, err
+	}
 	if slot == modelslot.Production || slot == modelslot.Self {
 		return nil, modelslot.Errorf(modelslot.EINVALID, "rollout: the candidate cannot be production itself: deploy the new version to a slot (e.g. staging) and roll that slot out")
 	}

@@ -524,6 +524,28 @@ func TestAzureAudience(t *testing.T) {
 	wantError(t, az(site, "slot list", "--azure-audience", "https://management.core.stack.example/"), "--azure-audience", "custom")
 }
 
+// TestAzureRolloutRefusesUnmeasurable: a plan that judges what Azure
+// Monitor cannot measure is refused at the start, with the reason, and
+// nothing changes on the app.
+func TestAzureRolloutRefusesUnmeasurable(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	mustRun(t, az(site, "deploy staging --image llm:v2 --version v2")...)
+	for _, tt := range []struct{ name, plan, want string }{
+		{"ttft", strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, ttft]", 1), "analysis.gates[0] judges metric ttft, which this metric source cannot measure: App Service reports the time to the last byte"},
+		{"tokens in a step gate", strings.Replace(testPlan, "- bake: {duration: 2m, max: 30m}", "- bake: {duration: 2m, max: 30m, gates: [{kind: metrics, metrics: [tokens_per_sec]}]}", 1), "steps[1].bake.gates[0] judges metric tokens_per_sec"},
+		{"latency slo", strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors]\n  slo: [{metric: latency, quantile: 0.95, max: 2s}]", 1), "an SLO on a quantile of latency"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := filepath.Join(t.TempDir(), "plan.yaml")
+			os.WriteFile(plan, []byte(tt.plan), 0o600)
+			wantCode(t, wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db")), tt.want, "remove it from the plan"), modelslot.EINVALID)
+		})
+	}
+	if r := site.RampUpRules(); len(r) != 0 {
+		t.Errorf("a refused plan changed the traffic: %+v", r)
+	}
+}
+
 // TestAzureRolloutLateErrorsRollBack: Azure Monitor reports a young
 // minute with part of its requests and none of its errors yet. The watch
 // judges settled minutes only (the plan's azure.metricsDelay), so the bad
