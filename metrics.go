@@ -81,6 +81,10 @@ type Series struct {
 	// still arriving (Azure Monitor reports with a delay); a judge must not
 	// treat the missing part as "no errors".
 	Complete bool `json:"complete"`
+	// Settled, when set on an incomplete Series, is how far its data is
+	// final: a source of raw samples that reports late (Application
+	// Insights) has none after it yet. A caller asks again from there.
+	Settled time.Time `json:"settled,omitzero"`
 }
 
 // MetricQuery selects one slot of one app over [From, To).

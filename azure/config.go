@@ -122,6 +122,9 @@ type Config struct {
 	// driver's defaults; Cloud defaults to the configured cloud.
 	ClientOptions        *arm.ClientOptions
 	MetricsClientOptions *arm.ClientOptions
+	// LogsClientOptions are passed to the Logs query client of
+	// RequestSource (tests inject a fake transport).
+	LogsClientOptions *policy.ClientOptions
 	// HTTPClient probes the slots' health paths; default: a client with
 	// HealthTimeout.
 	HTTPClient *http.Client

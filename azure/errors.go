@@ -188,6 +188,8 @@ func permissionHint(re *azcore.ResponseError) string {
 	switch {
 	case strings.Contains(p, "/providers/microsoft.insights/metrics"):
 		action, role = "Microsoft.Insights/metrics/read", "Monitoring Reader"
+	case strings.Contains(p, "/providers/microsoft.insights/components/") && strings.HasSuffix(p, "/query"):
+		action, role = "Microsoft.Insights/components/query/read", "Monitoring Reader"
 	case strings.HasSuffix(p, "/slotsswap"):
 		action, role = site+"/slotsswap/action", "Website Contributor"
 	case strings.HasSuffix(p, "/applyslotconfig"):

@@ -846,10 +846,14 @@ func (r *runner) recordVerdict(ctx context.Context, ph *Phase, v Verdict, decisi
 }
 
 // covered returns how far a series' data is final: to for a complete
-// series, else the end of its last bucket (or from: nothing yet).
+// series, else its Settled time, else the end of its last bucket (or
+// from: nothing yet).
 func covered(s modelslot.Series, from, to time.Time) time.Time {
 	if s.Complete {
 		return to
+	}
+	if !s.Settled.IsZero() {
+		return minTime(maxTime(s.Settled, from), to)
 	}
 	end := from
 	for _, b := range s.Buckets {
@@ -896,6 +900,13 @@ func requests(s modelslot.Series) int64 {
 		n += b.Requests
 	}
 	return n
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,13 @@ type MetricPoint struct {
 	Http5xx      float64
 	Http4xx      float64
 	ResponseTime float64 // seconds
+}
+
+// AIRequest is one request as Application Insights records it.
+type AIRequest struct {
+	Start    time.Time
+	Duration time.Duration
+	Status   int // resultCode; 0 records "" (no answer)
 }
 
 // Request is one ARM request as it went over the (fake) wire.
@@ -131,6 +139,7 @@ type FakeSite struct {
 	metrics      map[string][]MetricPoint
 	metricsFunc  func(slot, image string, minute time.Time) (MetricPoint, bool)
 	metricsLag   time.Duration
+	aiRequests   map[string][]AIRequest // Application Insights, by role name
 	requests     []Request
 	faults       []*Fault
 	swaps        int
@@ -214,6 +223,7 @@ func (s *FakeSite) Config() azure.Config {
 		Credential:           &azfake.TokenCredential{},
 		ClientOptions:        s.ClientOptions(),
 		MetricsClientOptions: s.ClientOptions(),
+		LogsClientOptions:    &s.ClientOptions().ClientOptions,
 		HTTPClient:           s.server.Client(),
 		HostURL:              s.HostURL,
 		Now:                  s.Now,
@@ -484,6 +494,74 @@ func (s *FakeSite) SetMetricsLag(lag time.Duration) {
 	s.metricsLag = lag
 }
 
+// AddRequests records requests in the fake Application Insights
+// component under a cloud role name (the slot's name). The Logs query API
+// answers them once they finished the metrics lag ago (SetMetricsLag).
+func (s *FakeSite) AddRequests(role string, reqs ...AIRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aiRequests == nil {
+		s.aiRequests = map[string][]AIRequest{}
+	}
+	s.aiRequests[role] = append(s.aiRequests[role], reqs...)
+}
+
+// AppInsightsID is the ARM id of the fake Application Insights component.
+func (s *FakeSite) AppInsightsID() string {
+	return "/subscriptions/" + s.Subscription + "/resourceGroups/" + s.ResourceGroup + "/providers/Microsoft.Insights/components/ai-" + s.App
+}
+
+var (
+	kqlRole     = regexp.MustCompile(`cloud_RoleName == '([^']*)'`)
+	kqlFinished = regexp.MustCompile(`finished >= datetime\(([^)]+)\) and finished < datetime\(([^)]+)\)`)
+)
+
+// serveLogs answers the Logs query API's POST /v1/{resource}/query. It
+// understands the query azure.RequestSource sends, nothing else.
+func (s *FakeSite) serveLogs(req *http.Request, body []byte) *http.Response {
+	if !strings.HasSuffix(req.URL.Path, "/query") || !strings.Contains(req.URL.Path, s.AppInsightsID()) {
+		return response(req, http.StatusNotFound, `{"error":{"code":"PathNotFoundError","message":"no such component"}}`)
+	}
+	var q struct{ Query string }
+	if err := json.Unmarshal(body, &q); err != nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"BadArgumentError","message":"body"}}`)
+	}
+	role, span := kqlRole.FindStringSubmatch(q.Query), kqlFinished.FindStringSubmatch(q.Query)
+	if role == nil || span == nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"SemanticError","message":"the fake understands only azure.RequestsQuery"}}`)
+	}
+	from, err1 := time.Parse(time.RFC3339Nano, span[1])
+	until, err2 := time.Parse(time.RFC3339Nano, span[2])
+	if err1 != nil || err2 != nil {
+		return response(req, http.StatusBadRequest, `{"error":{"code":"SemanticError","message":"datetime"}}`)
+	}
+	s.mu.Lock()
+	now := s.now()
+	var rows [][]any
+	for _, r := range s.aiRequests[role[1]] {
+		end := r.Start.Add(r.Duration)
+		if end.Before(from) || !end.Before(until) || end.Add(s.metricsLag).After(now) {
+			continue
+		}
+		code := ""
+		if r.Status != 0 {
+			code = strconv.Itoa(r.Status)
+		}
+		rows = append(rows, []any{end.UTC().Format(time.RFC3339Nano), float64(r.Duration) / float64(time.Millisecond), code})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(rows, func(a, b []any) int { return strings.Compare(a[0].(string), b[0].(string)) })
+	if rows == nil {
+		rows = [][]any{}
+	}
+	out, _ := json.Marshal(map[string]any{"tables": []any{map[string]any{
+		"name":    "PrimaryResult",
+		"columns": []any{map[string]string{"name": "finished", "type": "datetime"}, map[string]string{"name": "duration", "type": "real"}, map[string]string{"name": "resultCode", "type": "string"}},
+		"rows":    rows,
+	}}})
+	return response(req, http.StatusOK, string(out))
+}
+
 // Fail adds a wire-level fault.
 func (s *FakeSite) Fail(f Fault) {
 	s.mu.Lock()
@@ -562,6 +640,9 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 	s.mu.Unlock()
 	if resp != nil && !applied {
 		return resp, nil
+	}
+	if strings.HasPrefix(req.URL.Host, "api.loganalytics.") {
+		return s.serveLogs(req, body), nil
 	}
 	next := t.web.Do
 	if strings.Contains(strings.ToLower(req.URL.Path), "/providers/microsoft.insights/metrics") {

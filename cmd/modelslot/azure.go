@@ -42,8 +42,10 @@ type azureFlags struct {
 	configFile string
 	file       azureFile
 
-	// resolved is the configuration of the last azureDriver call.
-	resolved azure.Config
+	// resolved is the configuration of the last azureDriver call, and
+	// resolvedInsights its --azure-app-insights.
+	resolved         azure.Config
+	resolvedInsights string
 }
 
 // azureFile is the --azure-config file; its keys are the flags' names.
@@ -58,13 +60,14 @@ type azureFile struct {
 	Authority         string `yaml:"azure-authority"`
 	Audience          string `yaml:"azure-audience"`
 	MetricsDelay      string `yaml:"azure-metrics-delay"`
+	AppInsights       string `yaml:"azure-app-insights"`
 }
 
 // azureFlagNames are the flags of azureFile, in its field order.
-var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-audience", "azure-metrics-delay"}
+var azureFlagNames = []string{"subscription", "resource-group", "azure-app", "azure-auth", "azure-managed-identity-id", "azure-cloud", "azure-arm-endpoint", "azure-authority", "azure-audience", "azure-metrics-delay", "azure-app-insights"}
 
 func (a *azureFile) fields() []*string {
-	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.Audience, &a.MetricsDelay}
+	return []*string{&a.Subscription, &a.ResourceGroup, &a.App, &a.Auth, &a.ManagedIdentityID, &a.Cloud, &a.ARMEndpoint, &a.Authority, &a.Audience, &a.MetricsDelay, &a.AppInsights}
 }
 
 // flagGroup is the annotation that puts a flag in a help section of its
@@ -89,6 +92,7 @@ func (a *azureFlags) register(fl *pflag.FlagSet) {
 		"Entra ID authority host `URL` of --azure-cloud custom (https)",
 		"token audience `URL` of --azure-cloud custom's Resource Manager (default --azure-arm-endpoint)",
 		"`DURATION` after its end when a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
+		"ARM `ID` of the Application Insights component the slots report to: rollouts then judge each request (latency per request, tail latency, latency SLOs) instead of Azure Monitor's per-minute metrics",
 	}
 	for i, f := range a.file.fields() {
 		fl.StringVar(f, azureFlagNames[i], "", help[i])
@@ -184,7 +188,7 @@ func (f *clientFlags) azureDriver(cmd *cobra.Command, logger *slog.Logger) (*azu
 	if err != nil {
 		return nil, azure.Config{}, err
 	}
-	f.az.resolved = cfg
+	f.az.resolved, f.az.resolvedInsights = cfg, file.AppInsights
 	return d, cfg, nil
 }
 
@@ -310,9 +314,18 @@ func (f *clientFlags) openAzureRollouts(cmd *cobra.Command, state string, interv
 			}
 		}
 	}
+	var metrics modelslot.MetricSource = d.MetricSource()
+	if id := f.az.resolvedInsights; id != "" {
+		rs, err := d.RequestSource(id)
+		if err != nil {
+			ar.close()
+			return nil, err
+		}
+		metrics = rs
+	}
 	ar.m, err = rollout.NewManager(rollout.ManagerConfig{
 		Platform: d,
-		Metrics:  d.MetricSource(),
+		Metrics:  metrics,
 		Store:    db,
 		Logger:   logger,
 		Now:      cfg.Now, // nil: time.Now; tests share the fake's clock

@@ -28,7 +28,7 @@ func useSite(t *testing.T, site *azuretest.FakeSite) {
 	azureConfigHook = func(c *azure.Config) {
 		fc := site.Config()
 		c.Credential = fc.Credential
-		c.ClientOptions, c.MetricsClientOptions = fc.ClientOptions, fc.MetricsClientOptions
+		c.ClientOptions, c.MetricsClientOptions, c.LogsClientOptions = fc.ClientOptions, fc.MetricsClientOptions, fc.LogsClientOptions
 		c.HTTPClient, c.HostURL = fc.HTTPClient, fc.HostURL
 		c.Now = fc.Now
 		c.PollFrequency, c.HealthTimeout = fc.PollFrequency, fc.HealthTimeout
@@ -543,6 +543,55 @@ func TestAzureRolloutRefusesUnmeasurable(t *testing.T) {
 	}
 	if r := site.RampUpRules(); len(r) != 0 {
 		t.Errorf("a refused plan changed the traffic: %+v", r)
+	}
+	// With Application Insights, requests are judged one by one: the
+	// reason is that source's.
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	os.WriteFile(plan, []byte(strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, ttft]", 1)), 0o600)
+	wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", site.AppInsightsID()), "Application Insights request telemetry records the whole duration")
+	wantError(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", "nope"), "not the ARM id of an Application Insights component")
+}
+
+// TestAzureRolloutAppInsights: with --azure-app-insights the watch judges
+// each request's latency from Application Insights; a version that is
+// slower per request (and fails no request) is swapped back.
+func TestAzureRolloutAppInsights(t *testing.T) {
+	site := newSite(t, azuretest.Options{Image: "llm:v1", Slots: []string{"staging"}})
+	now := fastClock(site, 240)
+	site.SetMetricsLag(2 * time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// 5 requests a second of fake time per slot; llm:slow takes 3x
+		// as long, only once it serves production's load.
+		next := now()
+		for ctx.Err() == nil {
+			for t := next; t.Before(now()); t = t.Add(200 * time.Millisecond) {
+				for _, slot := range []string{"production", "staging"} {
+					d := time.Duration(200+int(t.UnixNano()/1e6%97)) * time.Millisecond
+					if site.Image(slot) == "llm:slow" && slot == "production" {
+						d *= 3
+					}
+					site.AddRequests(slot, azuretest.AIRequest{Start: t, Duration: d, Status: 200})
+				}
+				next = t.Add(200 * time.Millisecond)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	mustRun(t, az(site, "deploy staging --image llm:slow --version v3")...)
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	// Application Insights ingests requests late too: the plan waits as long.
+	p := strings.Replace(testPlan, "metrics: [errors]", "metrics: [errors, latency]", 1)
+	os.WriteFile(plan, []byte(strings.Replace(p, "steps:", "azure: {metricsDelay: 2m}\nsteps:", 1)), 0o600)
+	out, _, err := run(t, az(site, "rollout start staging --plan "+plan+" --state "+filepath.Join(t.TempDir(), "s.db"), "--azure-app-insights", site.AppInsightsID())...)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 3 {
+		t.Fatalf("rollout of a version slower per request: err %v, want exit status 3\n%s", err, out)
+	}
+	wantLines(t, out, `    verdict at step 4 \(watch, 0%\): fail -> rollback: .*latency.*`)
+	if p := site.Image("production"); p != "llm:v1" {
+		t.Errorf("production runs %q after the rollback", p)
 	}
 }
 
