@@ -522,6 +522,11 @@ func TestAzureAudience(t *testing.T) {
 		t.Errorf("config = audience %q endpoint %q", got.CustomAudience, got.CustomEndpoint)
 	}
 	wantError(t, az(site, "slot list", "--azure-audience", "https://management.core.stack.example/"), "--azure-audience", "custom")
+	wantError(t, az(site, "slot list", "--azure-metrics-delay", "3x"), `--azure-metrics-delay "3x" is not a duration`)
+	mustRun(t, az(site, "slot list", "--azure-metrics-delay", "5m")...)
+	if got.MetricsDelay != 5*time.Minute {
+		t.Errorf("MetricsDelay = %v, want 5m from --azure-metrics-delay", got.MetricsDelay)
+	}
 }
 
 // TestAzureRolloutRefusesUnmeasurable: a plan that judges what Azure
