@@ -512,3 +512,39 @@ func TestBucketsWithoutSpread(t *testing.T) {
 		})
 	}
 }
+
+// TestBucketsAtRealisticTraffic: 300 requests a minute per slot with a
+// little minute-to-minute noise (as Azure Monitor reports): equal versions
+// pass both checks within a 25-minute bake (the bucket mean test starts
+// after 20 buckets), a version 50% slower fails.
+func TestBucketsAtRealisticTraffic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	minutes := func(mean float64, n int) modelslot.Series {
+		s := modelslot.Series{Complete: true}
+		for i := range n {
+			lat := mean * (1 + 0.08*(rng.Float64()-0.5))
+			s.Buckets = append(s.Buckets, modelslot.Bucket{Start: t0.Add(time.Duration(i) * time.Minute), Grain: time.Minute, Requests: 300, Errors: int64(rng.IntN(3)), MeanLatency: time.Duration(lat * float64(time.Second))})
+		}
+		return s
+	}
+	for _, tt := range []struct {
+		name string
+		cand float64
+		want analysis.Verdict
+	}{{"same", 0.25, analysis.Pass}, {"50% slower", 0.375, analysis.Fail}} {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := analysis.NewJudge(analysis.Config{Metrics: []string{"errors", "latency"}, MinSamples: 300, Alpha: 0.01 / 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j.Observe(minutes(tt.cand, 25), minutes(0.25, 25))
+			r := j.Result()
+			if c := check(t, r, "latency"); c.Verdict != tt.want {
+				t.Errorf("latency: got %s, want %s: %s", c.Verdict, tt.want, c.Reason)
+			}
+			if c := check(t, r, "errors"); c.Verdict != analysis.Pass {
+				t.Errorf("errors: got %s, want pass: %s", c.Verdict, c.Reason)
+			}
+		})
+	}
+}

@@ -84,7 +84,7 @@ func (a *azureFlags) register(fl *pflag.FlagSet) {
 		"Resource Manager endpoint `URL` of --azure-cloud custom (https)",
 		"Entra ID authority host `URL` of --azure-cloud custom (https)",
 		"token audience `URL` of --azure-cloud custom's Resource Manager (default --azure-arm-endpoint)",
-		"`DURATION` after its end when a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
+		"how long (`DURATION`, e.g. 3m) after its end a minute of Azure Monitor metrics is final: rollouts judge only older minutes (default 3m; a plan's azure.metricsDelay wins)",
 		"ARM `ID` of the Application Insights component the slots report to: rollouts then judge each request (latency per request, tail latency, latency SLOs) instead of Azure Monitor's per-minute metrics",
 	}
 	for i, f := range a.file.fields() {

@@ -496,9 +496,9 @@ func TestAzureHelp(t *testing.T) {
 			`      --subscription ID\s+Azure subscription ID that holds the App Service app \(az account show --query id -o tsv\)`,
 			`      --azure-config FILE\s+read the Azure flags from the YAML FILE, .*`,
 			`      --azure-audience URL\s+.*`,
-			`Azure flags \(with --platform azure; also keys of --azure-config\):`,
+			`Azure Flags \(with --platform azure; see docs/AZURE.md\):`,
 		)
-		azure := strings.Index(out, "Azure flags (")
+		azure := strings.Index(out, "Azure Flags (")
 		if i := strings.Index(out, "--platform string"); i < 0 || i > azure {
 			t.Errorf("%s --help: the local flags do not come before the Azure ones:\n%s", cmd, out)
 		}
@@ -522,6 +522,11 @@ func TestAzureAudience(t *testing.T) {
 		t.Errorf("config = audience %q endpoint %q", got.CustomAudience, got.CustomEndpoint)
 	}
 	wantError(t, az(site, "slot list", "--azure-audience", "https://management.core.stack.example/"), "--azure-audience", "custom")
+	wantError(t, az(site, "slot list", "--azure-metrics-delay", "3x"), `--azure-metrics-delay "3x" is not a duration`)
+	mustRun(t, az(site, "slot list", "--azure-metrics-delay", "5m")...)
+	if got.MetricsDelay != 5*time.Minute {
+		t.Errorf("MetricsDelay = %v, want 5m from --azure-metrics-delay", got.MetricsDelay)
+	}
 }
 
 // TestAzureRolloutRefusesUnmeasurable: a plan that judges what Azure

@@ -29,6 +29,12 @@ const (
 	settingStartLimit     = "WEBSITES_CONTAINER_START_TIME_LIMIT"
 	settingWarmupPath     = "WEBSITE_SWAP_WARMUP_PING_PATH"
 	settingWarmupStatuses = "WEBSITE_SWAP_WARMUP_PING_STATUSES"
+	// settingInsights points the server's telemetry at Application
+	// Insights; settingRole names the slot there (cloud_RoleName, through
+	// OpenTelemetry's service name). Both are sticky: telemetry belongs to
+	// the slot, whatever content a swap moves into it.
+	settingInsights = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+	settingRole     = "OTEL_SERVICE_NAME"
 )
 
 // managedSettings maps each app setting the program owns to what the user
@@ -40,6 +46,8 @@ var managedSettings = map[string]string{
 	settingStartLimit:                 "set containerStartTimeLimit instead",
 	settingWarmupPath:                 "set warmupPath instead",
 	settingWarmupStatuses:             "set warmupStatuses instead",
+	settingInsights:                   "the program wires the stack's Application Insights",
+	settingRole:                       "each slot reports under its own name",
 	"DOCKER_REGISTRY_SERVER_URL":      "the registry is taken from image",
 	"DOCKER_REGISTRY_SERVER_USERNAME": "private registries are not supported yet; use a public image",
 	"DOCKER_REGISTRY_SERVER_PASSWORD": "private registries are not supported yet; use a public image",
@@ -281,11 +289,24 @@ func (c Config) appSettings(slot, modelVersion string) map[string]string {
 	maps.Copy(m, c.AppSettings)
 	m[settingModelVersion] = modelVersion
 	m[settingSlotName] = slot
+	m[settingRole] = slot
 	m[settingPort] = strconv.Itoa(c.Port)
 	m[settingStartLimit] = strconv.Itoa(c.ContainerStartLimit)
 	m[settingWarmupPath] = c.WarmupPath
 	m[settingWarmupStatuses] = normaliseStatuses(c.WarmupStatuses)
 	return m
+}
+
+// stickyNames are the configured sticky settings and those this program
+// must keep with each slot.
+func (c Config) stickyNames() []string {
+	names := slices.Clone(c.StickySettings)
+	for _, n := range []string{settingRole, settingInsights} {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func normaliseStatuses(s string) string {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pulumi/pulumi-azure/sdk/v6/go/azure/appinsights"
 	"github.com/pulumi/pulumi-azure/sdk/v6/go/azure/appservice"
 	"github.com/pulumi/pulumi-azure/sdk/v6/go/azure/core"
+	"github.com/pulumi/pulumi-azure/sdk/v6/go/azure/operationalinsights"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -54,6 +56,36 @@ func deploy(ctx *pulumi.Context, cfg Config) error {
 		return fmt.Errorf("service plan: %w", err)
 	}
 
+	// Application Insights (workspace-based: classic ones can no longer be
+	// created) receives each slot's requests under the slot's role name;
+	// modelslot's --azure-app-insights judges rollouts on them.
+	ws, err := operationalinsights.NewAnalyticsWorkspace(ctx, "modelslot", &operationalinsights.AnalyticsWorkspaceArgs{
+		ResourceGroupName: rg.Name,
+		Location:          rg.Location,
+		Sku:               pulumi.String("PerGB2018"),
+		RetentionInDays:   pulumi.Int(30),
+	})
+	if err != nil {
+		return fmt.Errorf("log analytics workspace: %w", err)
+	}
+	insights, err := appinsights.NewInsights(ctx, "modelslot", &appinsights.InsightsArgs{
+		ResourceGroupName: rg.Name,
+		Location:          rg.Location,
+		ApplicationType:   pulumi.String("web"),
+		WorkspaceId:       ws.ID(),
+	})
+	if err != nil {
+		return fmt.Errorf("application insights: %w", err)
+	}
+	settings := func(slot, version string) pulumi.StringMap {
+		m := pulumi.StringMap{}
+		for k, v := range cfg.appSettings(slot, version) {
+			m[k] = pulumi.String(v)
+		}
+		m[settingInsights] = insights.ConnectionString
+		return m
+	}
+
 	app, err := appservice.NewLinuxWebApp(ctx, "modelslot", &appservice.LinuxWebAppArgs{
 		Name:              optional(cfg.AppName),
 		ResourceGroupName: rg.Name,
@@ -69,13 +101,16 @@ func deploy(ctx *pulumi.Context, cfg Config) error {
 				DockerRegistryUrl: pulumi.String(prodImage.registryURL),
 			},
 		},
-		AppSettings: pulumi.ToStringMap(cfg.appSettings(productionSlot, cfg.ModelVersion)),
+		AppSettings: settings(productionSlot, cfg.ModelVersion),
 		// Azure keeps the sticky names on the site (config/slotConfigNames),
 		// not on each slot, so they are declared once here.
 		StickySettings: &appservice.LinuxWebAppStickySettingsArgs{
-			AppSettingNames: pulumi.ToStringArray(cfg.StickySettings),
+			AppSettingNames: pulumi.ToStringArray(cfg.stickyNames()),
 		},
-	})
+		// A managed identity per slot (identities are sticky), so that the
+		// model server can reach Key Vault or a registry without secrets.
+		Identity: &appservice.LinuxWebAppIdentityArgs{Type: pulumi.String("SystemAssigned")},
+	}, pulumi.IgnoreChanges(modelslotOwned))
 	if err != nil {
 		return fmt.Errorf("web app: %w", err)
 	}
@@ -93,8 +128,9 @@ func deploy(ctx *pulumi.Context, cfg Config) error {
 				DockerRegistryUrl: pulumi.String(stagingImage.registryURL),
 			},
 		},
-		AppSettings: pulumi.ToStringMap(cfg.appSettings(stagingSlot, cfg.StagingModelVersion)),
-	}, pulumi.Parent(app))
+		AppSettings: settings(stagingSlot, cfg.StagingModelVersion),
+		Identity:    &appservice.LinuxWebAppSlotIdentityArgs{Type: pulumi.String("SystemAssigned")},
+	}, pulumi.Parent(app), pulumi.IgnoreChanges(modelslotOwned))
 	if err != nil {
 		return fmt.Errorf("staging slot: %w", err)
 	}
@@ -114,7 +150,26 @@ func deploy(ctx *pulumi.Context, cfg Config) error {
 	ctx.Export("planId", plan.ID().ToStringOutput())
 	ctx.Export("sku", plan.SkuName)
 	ctx.Export("location", rg.Location)
+	ctx.Export("appInsightsId", insights.ID().ToStringOutput())
+	ctx.Export("production_principal_id", app.Identity.PrincipalId().Elem())
+	ctx.Export("staging_principal_id", slot.Identity.PrincipalId().Elem())
 	return nil
+}
+
+// modelslotOwned are the properties of the app and its slot that modelslot
+// changes after creation: the image (deploy, and every swap moves it), the
+// startup command, the app settings (deploy writes MODEL_VERSION,
+// MODELSLOT_REVISION, the deployment's settings and the warm-up ones, and a
+// swap moves them) and the sticky names (deploy --sticky-setting adds to
+// them). A later `pulumi up` leaves them alone, so it never undoes a swap
+// or a rollout. Traffic routing (siteConfig.experiments.rampUpRules) is not
+// a property of these resources in the azure provider: Pulumi never
+// touches it.
+var modelslotOwned = []string{
+	"siteConfig.applicationStack",
+	"siteConfig.appCommandLine",
+	"appSettings",
+	"stickySettings",
 }
 
 // optional leaves a name unset when it is empty, so Pulumi auto-names the

@@ -18,6 +18,10 @@ const (
 	typePlan          = "azure:appservice/servicePlan:ServicePlan"
 	typeApp           = "azure:appservice/linuxWebApp:LinuxWebApp"
 	typeSlot          = "azure:appservice/linuxWebAppSlot:LinuxWebAppSlot"
+	typeWorkspace     = "azure:operationalinsights/analyticsWorkspace:AnalyticsWorkspace"
+	typeInsights      = "azure:appinsights/insights:Insights"
+
+	mockConnection = "InstrumentationKey=00000000-0000-0000-0000-00000000000a;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
 
 	mockSubscription = "00000000-0000-0000-0000-000000000001"
 )
@@ -27,6 +31,7 @@ const (
 type mocks struct {
 	mu     sync.Mutex
 	inputs map[string]resource.PropertyMap // by type token
+	ignore map[string][]string             // ignoreChanges, by type token
 }
 
 var _ pulumi.MockResourceMonitor = (*mocks)(nil)
@@ -34,6 +39,9 @@ var _ pulumi.MockResourceMonitor = (*mocks)(nil)
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	m.mu.Lock()
 	m.inputs[args.TypeToken] = args.Inputs
+	if args.RegisterRPC != nil {
+		m.ignore[args.TypeToken] = args.RegisterRPC.GetIgnoreChanges()
+	}
 	m.mu.Unlock()
 
 	out := args.Inputs.Copy()
@@ -63,8 +71,20 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		appID := str("appServiceId")
 		id = appID + "/slots/" + name
 		out["defaultHostname"] = resource.NewStringProperty(path.Base(appID) + "-" + name + ".azurewebsites.net")
+	case typeWorkspace:
+		id = rgPath + "/providers/Microsoft.OperationalInsights/workspaces/" + name
+	case typeInsights:
+		id = rgPath + "/providers/Microsoft.Insights/components/" + name
+		out["connectionString"] = resource.MakeSecret(resource.NewStringProperty(mockConnection))
 	default:
 		id = args.Name + "_id"
+	}
+	if args.TypeToken == typeApp || args.TypeToken == typeSlot {
+		// Azure answers a system-assigned identity with its principal.
+		out["identity"] = resource.NewObjectProperty(resource.PropertyMap{
+			"type":        resource.NewStringProperty("SystemAssigned"),
+			"principalId": resource.NewStringProperty(name + "-principal"),
+		})
 	}
 	return id, out, nil
 }
@@ -76,6 +96,7 @@ func (m *mocks) Call(pulumi.MockCallArgs) (resource.PropertyMap, error) {
 // stack is what one mocked `pulumi up` produced.
 type stack struct {
 	inputs  map[string]resource.PropertyMap
+	ignore  map[string][]string
 	exports map[string]any
 }
 
@@ -97,7 +118,7 @@ func runStack(t *testing.T, config map[string]string) (stack, error) {
 		}
 	}
 	maps.DeleteFunc(cfg, func(_, v string) bool { return v == "" })
-	m := &mocks{inputs: map[string]resource.PropertyMap{}}
+	m := &mocks{inputs: map[string]resource.PropertyMap{}, ignore: map[string][]string{}}
 	exports := map[string]any{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		if err := run(ctx); err != nil {
@@ -119,7 +140,7 @@ func runStack(t *testing.T, config map[string]string) (stack, error) {
 		wg.Wait()
 		return nil
 	}, pulumi.WithMocks("modelslot", "dev", m), func(info *pulumi.RunInfo) { info.Config = cfg })
-	return stack{inputs: m.inputs, exports: exports}, err
+	return stack{inputs: m.inputs, ignore: m.ignore, exports: exports}, err
 }
 
 func mustRun(t *testing.T, config map[string]string) stack {
@@ -165,6 +186,9 @@ func (s stack) settings(t *testing.T, typ string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	for k, v := range s.get(t, typ, "appSettings").ObjectValue() {
+		if v.IsSecret() {
+			v = v.SecretValue().Element
+		}
 		m[string(k)] = v.StringValue()
 	}
 	return m
@@ -310,6 +334,8 @@ func TestAppSettings(t *testing.T) {
 		want := maps.Clone(common)
 		want["MODEL_VERSION"] = c.version
 		want["MODEL_SLOT_NAME"] = c.slot
+		want["OTEL_SERVICE_NAME"] = c.slot
+		want["APPLICATIONINSIGHTS_CONNECTION_STRING"] = mockConnection
 		got := s.settings(t, c.typ)
 		if !maps.Equal(got, want) {
 			t.Errorf("%s appSettings = %v, want %v", c.typ, got, want)
@@ -377,16 +403,16 @@ func TestStickySettings(t *testing.T) {
 		config map[string]string
 		want   []string
 	}{
-		{name: "default", want: []string{"MODEL_SLOT_NAME"}},
+		{name: "default", want: []string{"MODEL_SLOT_NAME", "OTEL_SERVICE_NAME", "APPLICATIONINSIGHTS_CONNECTION_STRING"}},
 		{
 			name:   "json list keeps the slot name sticky",
 			config: map[string]string{"stickySettings": `["FEATURE_FLAGS","DB_URL"]`},
-			want:   []string{"FEATURE_FLAGS", "DB_URL", "MODEL_SLOT_NAME"},
+			want:   []string{"FEATURE_FLAGS", "DB_URL", "MODEL_SLOT_NAME", "OTEL_SERVICE_NAME", "APPLICATIONINSIGHTS_CONNECTION_STRING"},
 		},
 		{
 			name:   "comma separated",
 			config: map[string]string{"stickySettings": "MODEL_SLOT_NAME, FEATURE_FLAGS,"},
-			want:   []string{"MODEL_SLOT_NAME", "FEATURE_FLAGS"},
+			want:   []string{"MODEL_SLOT_NAME", "FEATURE_FLAGS", "OTEL_SERVICE_NAME", "APPLICATIONINSIGHTS_CONNECTION_STRING"},
 		},
 	}
 	for _, tt := range tests {
@@ -420,6 +446,10 @@ func TestExports(t *testing.T) {
 		"planId":              "/subscriptions/" + mockSubscription + "/resourceGroups/rg-models/providers/Microsoft.Web/serverFarms/modelslot-auto",
 		"sku":                 "P1v3",
 		"location":            "westeurope",
+		"appInsightsId":       "/subscriptions/" + mockSubscription + "/resourceGroups/rg-models/providers/Microsoft.Insights/components/modelslot-auto",
+		// The slots' managed identities, for role assignments.
+		"production_principal_id": "models-prod-principal",
+		"staging_principal_id":    "staging-principal",
 	}
 	for k, w := range want {
 		if got := s.exports[k]; got != w {
@@ -475,5 +505,66 @@ func TestSubscriptionOf(t *testing.T) {
 	}
 	if _, err := subscriptionOf("/resourceGroups/rg"); err == nil {
 		t.Error("subscriptionOf accepted an id without a subscription")
+	}
+}
+
+// TestManagedIdentity: the app and its slot each get a system-assigned
+// identity (identities are sticky to their slot on Azure).
+func TestManagedIdentity(t *testing.T) {
+	s := mustRun(t, nil)
+	for _, typ := range []string{typeApp, typeSlot} {
+		if got := s.str(t, typ, "identity.type"); got != "SystemAssigned" {
+			t.Errorf("%s identity.type = %q, want SystemAssigned", typ, got)
+		}
+	}
+}
+
+// TestAppInsightsWired: a workspace-based Application Insights receives
+// both slots' telemetry, each under its slot's role name, with the
+// connection string and the role name sticky; its id is exported for
+// modelslot's --azure-app-insights.
+func TestAppInsightsWired(t *testing.T) {
+	s := mustRun(t, map[string]string{"resourceGroupName": "rg-models"})
+	wsID := "/subscriptions/" + mockSubscription + "/resourceGroups/rg-models/providers/Microsoft.OperationalInsights/workspaces/modelslot-auto"
+	if got := s.str(t, typeInsights, "workspaceId"); got != wsID {
+		t.Errorf("insights workspaceId = %q, want %q", got, wsID)
+	}
+	if got := s.str(t, typeInsights, "applicationType"); got != "web" {
+		t.Errorf("applicationType = %q", got)
+	}
+	for _, c := range []struct{ typ, role string }{{typeApp, "production"}, {typeSlot, "staging"}} {
+		set := s.settings(t, c.typ)
+		if set["APPLICATIONINSIGHTS_CONNECTION_STRING"] != mockConnection || set["OTEL_SERVICE_NAME"] != c.role {
+			t.Errorf("%s: connection string %q, role %q; want the stack's and %q", c.typ, set["APPLICATIONINSIGHTS_CONNECTION_STRING"], set["OTEL_SERVICE_NAME"], c.role)
+		}
+	}
+	if got, want := s.exports["appInsightsId"], "/subscriptions/"+mockSubscription+"/resourceGroups/rg-models/providers/Microsoft.Insights/components/modelslot-auto"; got != want {
+		t.Errorf("appInsightsId = %v, want %s", got, want)
+	}
+	_, err := runStack(t, map[string]string{"appSettings": `{"OTEL_SERVICE_NAME":"x"}`})
+	if err == nil || !strings.Contains(err.Error(), "appSettings.OTEL_SERVICE_NAME") {
+		t.Errorf("setting OTEL_SERVICE_NAME by hand: err %v", err)
+	}
+}
+
+// TestModelslotOwnsWhatItChanges: what modelslot changes after creation
+// (image, startup command, app settings, sticky names) is ignored by later
+// updates, so `pulumi up` does not undo a deploy, a swap or a rollout; the
+// program declares no traffic routing at all.
+func TestModelslotOwnsWhatItChanges(t *testing.T) {
+	s := mustRun(t, nil)
+	want := []string{"siteConfig.applicationStack", "siteConfig.appCommandLine", "appSettings", "stickySettings"}
+	for _, typ := range []string{typeApp, typeSlot} {
+		if got := s.ignore[typ]; !slices.Equal(got, want) {
+			t.Errorf("%s ignoreChanges = %v, want %v", typ, got, want)
+		}
+		if v, ok := s.get(t, typ, "siteConfig").ObjectValue()["experiments"]; ok {
+			t.Errorf("%s declares traffic routing: %v", typ, v)
+		}
+	}
+	for _, typ := range []string{typeResourceGroup, typePlan, typeInsights} {
+		if got := s.ignore[typ]; len(got) != 0 {
+			t.Errorf("%s ignoreChanges = %v, want none: the program owns it", typ, got)
+		}
 	}
 }
