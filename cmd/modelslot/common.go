@@ -221,4 +221,3 @@ func parseKV(kvs []string, flag string) (map[string]string, error) {
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
 
 func println(w io.Writer, format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-
