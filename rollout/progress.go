@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -64,20 +63,14 @@ func checkProgress(res analysis.Result, minSamples int) []CheckProgress {
 	return out
 }
 
-// judgeNeeded returns the judge's own estimate when its Check carries one
-// (a "needed" field): it knows its tests better than the sketch below.
+// judgeNeeded returns the judge's own estimate (Check.Needed: -1 when it
+// has none, 0 once the check is decided): it knows its tests better than
+// the sketch below.
 func judgeNeeded(ch analysis.Check) (int64, bool) {
-	b, err := json.Marshal(ch)
-	if err != nil {
-		return 0, false
+	if ch.Needed > 0 && ch.Needed <= maxNeeded || ch.Needed == 0 && ch.Verdict != analysis.Inconclusive {
+		return int64(ch.Needed), true
 	}
-	var v struct {
-		Needed *float64 `json:"needed"`
-	}
-	if json.Unmarshal(b, &v) != nil || v.Needed == nil || *v.Needed < 0 || *v.Needed > maxNeeded {
-		return 0, false
-	}
-	return int64(math.Ceil(*v.Needed)), true
+	return 0, false
 }
 
 // harmAbove says on which side of its threshold a check's harm lies:
