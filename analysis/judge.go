@@ -636,9 +636,22 @@ func (j *Judge) Result() Result {
 		r.Reason = "inconclusive: the latest window was incomplete (data still arriving)"
 	case len(open) > 0:
 		r.Reason = "inconclusive: not enough evidence yet for " + strings.Join(open, ", ")
+		most := 0
+		for _, ch := range checks {
+			if ch.Verdict == Inconclusive {
+				if ch.Needed < 0 { // one check has nothing to go on: no estimate
+					most = -1
+					break
+				}
+				most = max(most, ch.Needed)
+			}
+		}
+		if most > 0 {
+			r.Reason += fmt.Sprintf(" (roughly %d more candidate requests at the current effects)", most)
+		}
 	default:
 		r.Verdict = Pass
-		r.Reason = fmt.Sprintf("pass: all %d checks exclude the refused harm after %d candidate requests", len(checks), j.st.CandidateRequests)
+		r.Reason = fmt.Sprintf("pass: after %d candidate requests, all %d checks show the candidate is not worse than production by more than their margins", j.st.CandidateRequests, len(checks))
 	}
 	return r
 }
