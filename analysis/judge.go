@@ -2,8 +2,10 @@ package analysis
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -112,6 +114,7 @@ type judgeState struct {
 	BucketLatency     diffState             `json:"bucketLatency"`
 	BucketTTFT        diffState             `json:"bucketTTFT"`
 	BucketTokens      diffState             `json:"bucketTokens"`
+	Pending           pendingMeans          `json:"pending"`
 	SLO               []sloState            `json:"slo"`
 	Hist              map[string]*histogram `json:"hist,omitempty"`
 }
@@ -209,12 +212,35 @@ func RestoreJudge(cfg Config, state json.RawMessage) (*Judge, error) {
 func (j *Judge) Observe(candidate, baseline modelslot.Series) {
 	j.st.Looks++
 	j.st.Incomplete = !candidate.Complete || !baseline.Complete
-	rng := rand.New(rand.NewPCG(0x6d6f64656c736c6f, j.st.Looks))
+	rng := rand.New(rand.NewPCG(windowSeed(candidate, baseline), j.st.Looks))
 	if len(candidate.Buckets) > 0 || len(baseline.Buckets) > 0 {
 		j.observeBuckets(candidate, baseline)
 		return
 	}
 	j.observeSamples(candidate.Samples, baseline.Samples, rng)
+}
+
+// windowSeed hashes the window's request times and counts. The order of
+// revelation must not depend on the values ranked, only be random; seeding
+// it from the look number alone would give every rollout the same orders,
+// and rank-driven scores (above all when the candidate is the larger side)
+// would move together across rollouts. The same inputs still give the same
+// seed, so a restored judge continues identically.
+func windowSeed(c, b modelslot.Series) uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	put := func(x int64) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(x))
+		h.Write(buf[:])
+	}
+	for _, s := range [2]modelslot.Series{c, b} {
+		put(int64(len(s.Samples)))
+		for _, x := range s.Samples {
+			put(x.Time.UnixNano())
+		}
+		put(int64(len(s.Buckets)))
+	}
+	return h.Sum64() ^ 0x6d6f64656c736c6f
 }
 
 type slotCounts struct{ nc, ec, nb, eb int64 }
@@ -384,6 +410,22 @@ type agg struct {
 	latN, ttftN, tpsN float64
 }
 
+// pendingMeans holds bucket sums not yet judged: a bucket mean of a few
+// heavy-tailed requests is far from normal, and the mean tests take one
+// observation per group of buckets that has at least minGroupRequests
+// successful requests on each side.
+type pendingMeans struct {
+	Sums [2][6]float64 `json:"sums"` // per side: lat, latN, ttft, ttftN, tps, tpsN
+}
+
+const minGroupRequests = 100
+
+func (p *pendingMeans) add(side int, a *agg) {
+	for i, v := range [6]float64{a.lat, a.latN, a.ttft, a.ttftN, a.tps, a.tpsN} {
+		p.Sums[side][i] += v
+	}
+}
+
 func (a *agg) mean(sum, n float64) float64 {
 	if n <= 0 {
 		return 0
@@ -472,15 +514,18 @@ func (j *Judge) observeBuckets(cand, base modelslot.Series) {
 		}
 		j.st.CandidateRequests += c.req
 		j.st.Errors.add(c.req, c.err, b.req, b.err, j.cfg.ErrorRatioMargin)
-		if c.latN > 0 && b.latN > 0 {
-			j.st.BucketLatency.add(c.mean(c.lat, c.latN), b.mean(b.lat, b.latN))
+		j.st.Pending.add(0, c)
+		j.st.Pending.add(1, b)
+		pc, pb := j.st.Pending.Sums[0], j.st.Pending.Sums[1]
+		if max(pc[1], pc[3], pc[5]) < minGroupRequests || max(pb[1], pb[3], pb[5]) < minGroupRequests {
+			continue
 		}
-		if c.ttftN > 0 && b.ttftN > 0 {
-			j.st.BucketTTFT.add(c.mean(c.ttft, c.ttftN), b.mean(b.ttft, b.ttftN))
+		for i, d := range []*diffState{&j.st.BucketLatency, &j.st.BucketTTFT, &j.st.BucketTokens} {
+			if pc[2*i+1] > 0 && pb[2*i+1] > 0 {
+				d.add(pc[2*i]/pc[2*i+1], pb[2*i]/pb[2*i+1])
+			}
 		}
-		if c.tpsN > 0 && b.tpsN > 0 {
-			j.st.BucketTokens.add(c.mean(c.tps, c.tpsN), b.mean(b.tps, b.tpsN))
-		}
+		j.st.Pending = pendingMeans{}
 	}
 }
 
@@ -591,9 +636,22 @@ func (j *Judge) Result() Result {
 		r.Reason = "inconclusive: the latest window was incomplete (data still arriving)"
 	case len(open) > 0:
 		r.Reason = "inconclusive: not enough evidence yet for " + strings.Join(open, ", ")
+		most := 0
+		for _, ch := range checks {
+			if ch.Verdict == Inconclusive {
+				if ch.Needed < 0 { // one check has nothing to go on: no estimate
+					most = -1
+					break
+				}
+				most = max(most, ch.Needed)
+			}
+		}
+		if most > 0 {
+			r.Reason += fmt.Sprintf(" (roughly %d more candidate requests at the current effects)", most)
+		}
 	default:
 		r.Verdict = Pass
-		r.Reason = fmt.Sprintf("pass: all %d checks exclude the refused harm after %d candidate requests", len(checks), j.st.CandidateRequests)
+		r.Reason = fmt.Sprintf("pass: after %d candidate requests, all %d checks show the candidate is not worse than production by more than their margins", j.st.CandidateRequests, len(checks))
 	}
 	return r
 }
