@@ -515,7 +515,7 @@ func Power(cfg PowerConfig) PowerReport {
 			if kind == "ttft" {
 				name = "Mann-Whitney (equal-sized samples)"
 			}
-			rep.Repeated = append(rep.Repeated, RepeatedRow{Test: fmt.Sprintf("%s at %g", name, a), Looks: 30, Rollouts: 500,
+			rep.Repeated = append(rep.Repeated, RepeatedRow{Test: fmt.Sprintf("%s at %.2g", name, a), Looks: 30, Rollouts: 500,
 				FalseFail: repeated(kind, a, 30, 500, next())})
 		}
 	}
