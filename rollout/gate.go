@@ -193,16 +193,20 @@ func init() { RegisterGate(KindMetrics, newMetricsGate) }
 // metricsSpec is a metrics gate's entry; unset fields take the plan's
 // analysis values.
 type metricsSpec struct {
-	Alpha          *float64 `yaml:"alpha"`
-	MinSamples     *int     `yaml:"minSamples"`
-	MaxErrorRatio  *float64 `yaml:"maxErrorRatio"`
-	MaxErrorRate   *float64 `yaml:"maxErrorRate"`
-	MaxSlowerProb  *float64 `yaml:"maxSlowerProb"`
-	MinTokensRatio *float64 `yaml:"minTokensRatio"`
-	MinOutputRatio *float64 `yaml:"minOutputRatio"`
-	MaxOutputRatio *float64 `yaml:"maxOutputRatio"`
-	Metrics        []string `yaml:"metrics"`
-	SLO            []SLO    `yaml:"slo"`
+	Alpha            *float64            `yaml:"alpha"`
+	PassRisk         *float64            `yaml:"passRisk"`
+	RelMargin        *float64            `yaml:"relMargin"`
+	AbsMargin        *modelslot.Duration `yaml:"absMargin"`
+	ErrorRatioMargin *float64            `yaml:"errorRatioMargin"`
+	MinSamples       *int                `yaml:"minSamples"`
+	MaxErrorRatio    *float64            `yaml:"maxErrorRatio"`
+	MaxErrorRate     *float64            `yaml:"maxErrorRate"`
+	MaxSlowerProb    *float64            `yaml:"maxSlowerProb"`
+	MinTokensRatio   *float64            `yaml:"minTokensRatio"`
+	MinOutputRatio   *float64            `yaml:"minOutputRatio"`
+	MaxOutputRatio   *float64            `yaml:"maxOutputRatio"`
+	Metrics          []string            `yaml:"metrics"`
+	SLO              []SLO               `yaml:"slo"`
 }
 
 type metricsGate struct{ cfg analysis.Config }
@@ -220,6 +224,12 @@ func newMetricsGate(c GateConfig) (Gate, error) {
 		}
 	}
 	setF(&a.Alpha, s.Alpha)
+	setF(&a.PassRisk, s.PassRisk)
+	setF(&a.RelMargin, s.RelMargin)
+	setF(&a.ErrorRatioMargin, s.ErrorRatioMargin)
+	if s.AbsMargin != nil {
+		a.AbsMargin = *s.AbsMargin
+	}
 	setF(&a.MaxErrorRatio, s.MaxErrorRatio)
 	setF(&a.MaxErrorRate, s.MaxErrorRate)
 	setF(&a.MaxSlowerProb, s.MaxSlowerProb)
@@ -242,6 +252,7 @@ func newMetricsGate(c GateConfig) (Gate, error) {
 		Alpha: a.Alpha, MinSamples: a.MinSamples, MaxErrorRatio: a.MaxErrorRatio, MaxErrorRate: a.MaxErrorRate,
 		MaxSlowerProb: a.MaxSlowerProb, MinTokensRatio: a.MinTokensRatio, Metrics: a.Metrics,
 		MinOutputRatio: a.MinOutputRatio, MaxOutputRatio: a.MaxOutputRatio,
+		PassRisk: a.PassRisk, RelMargin: a.RelMargin, AbsMargin: a.AbsMargin.D(), ErrorRatioMargin: a.ErrorRatioMargin,
 	}
 	for _, slo := range a.SLO {
 		cfg.SLO = append(cfg.SLO, analysis.SLO{Metric: slo.Metric, Quantile: slo.Quantile, Max: slo.Max.D()})

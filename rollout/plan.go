@@ -90,19 +90,26 @@ type Plan struct {
 }
 
 // Analysis is the plan-level analysis policy. Zero thresholds take the
-// analysis package's defaults (alpha 0.01, minSamples 200, maxErrorRatio
-// 1.5, maxErrorRate 0.02, maxSlowerProb 0.6, minTokensRatio 0.8).
+// analysis package's defaults (alpha 0.01, passRisk 0.05, minSamples 200,
+// maxErrorRatio 1.5, maxErrorRate 0.01, maxSlowerProb 0.56, relMargin 0.05,
+// absMargin 5ms, errorRatioMargin 1.1, minTokensRatio 0.8).
 type Analysis struct {
-	Alpha          float64  `json:"alpha,omitempty" yaml:"alpha"`
-	MinSamples     int      `json:"minSamples,omitempty" yaml:"minSamples"`
-	MaxErrorRatio  float64  `json:"maxErrorRatio,omitempty" yaml:"maxErrorRatio"`
-	MaxErrorRate   float64  `json:"maxErrorRate,omitempty" yaml:"maxErrorRate"`
-	MaxSlowerProb  float64  `json:"maxSlowerProb,omitempty" yaml:"maxSlowerProb"`
-	MinTokensRatio float64  `json:"minTokensRatio,omitempty" yaml:"minTokensRatio"`
-	MinOutputRatio float64  `json:"minOutputRatio,omitempty" yaml:"minOutputRatio"`
-	MaxOutputRatio float64  `json:"maxOutputRatio,omitempty" yaml:"maxOutputRatio"`
-	Metrics        []string `json:"metrics,omitempty" yaml:"metrics"`
-	SLO            []SLO    `json:"slo,omitempty" yaml:"slo"`
+	Alpha float64 `json:"alpha,omitempty" yaml:"alpha"`
+	// PassRisk, RelMargin, AbsMargin and ErrorRatioMargin are the judge's
+	// pass risk and practical margins (docs/ANALYSIS.md).
+	PassRisk         float64            `json:"passRisk,omitempty" yaml:"passRisk"`
+	RelMargin        float64            `json:"relMargin,omitempty" yaml:"relMargin"`
+	AbsMargin        modelslot.Duration `json:"absMargin,omitempty" yaml:"absMargin"`
+	ErrorRatioMargin float64            `json:"errorRatioMargin,omitempty" yaml:"errorRatioMargin"`
+	MinSamples       int                `json:"minSamples,omitempty" yaml:"minSamples"`
+	MaxErrorRatio    float64            `json:"maxErrorRatio,omitempty" yaml:"maxErrorRatio"`
+	MaxErrorRate     float64            `json:"maxErrorRate,omitempty" yaml:"maxErrorRate"`
+	MaxSlowerProb    float64            `json:"maxSlowerProb,omitempty" yaml:"maxSlowerProb"`
+	MinTokensRatio   float64            `json:"minTokensRatio,omitempty" yaml:"minTokensRatio"`
+	MinOutputRatio   float64            `json:"minOutputRatio,omitempty" yaml:"minOutputRatio"`
+	MaxOutputRatio   float64            `json:"maxOutputRatio,omitempty" yaml:"maxOutputRatio"`
+	Metrics          []string           `json:"metrics,omitempty" yaml:"metrics"`
+	SLO              []SLO              `json:"slo,omitempty" yaml:"slo"`
 	// Gates judge every bake, watch and ramp level, before the step's own
 	// gates. Absent: one metrics gate with the thresholds above. An empty
 	// list turns plan-level analysis off.
