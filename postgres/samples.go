@@ -19,7 +19,7 @@ import (
 // source (DB.Series) reads the samples of a window from every replica and
 // says the data is complete only up to the oldest "shipped through" of the
 // replicas seen recently, so a look never takes a replica's late samples
-// for missing ones. Cost: one row (about 100 bytes) per request, one COPY
+// for missing ones. Cost: one row (about 100 bytes, in an UNLOGGED table: no write-ahead log) per request, one COPY
 // and one upsert per replica per interval, rows kept for SampleRetention.
 
 // ShipInterval is how often a replica writes its samples.

@@ -15,13 +15,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +34,7 @@ type Cluster struct {
 	Port int
 	User string // the database superuser's name
 	bin  string
-	cred *syscall.Credential
+	cred *credential
 	dbs  atomic.Int64
 }
 
@@ -143,7 +140,7 @@ func Start(bin string) (*Cluster, error) {
 			return nil, err
 		}
 		c.cred = cred
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		if err := os.Chown(dir, cred.uid, cred.gid); err != nil {
 			return nil, err
 		}
 	}
@@ -193,22 +190,9 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		runAs(cmd, c.cred)
 	}
 	return cmd.CombinedOutput()
-}
-
-func unprivileged() (*syscall.Credential, error) {
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root, and neither a postgres nor a nobody user exists to run PostgreSQL")
 }
 
 func freePort() (int, error) {
