@@ -259,17 +259,7 @@ steps:
   - traffic: 50
   - bake: {duration: 10m, max: 20m}
 `
-	var ro *rollout.Rollout
-	var leader *env
-	waitFor(t, "a replica to take the rollout", 30*time.Second, func() bool {
-		for _, r := range rs {
-			if x, err := r.c.StartRollout(ctx, "default", "staging", plan); err == nil {
-				ro, leader = x, r
-				return true
-			}
-		}
-		return false
-	})
+	ro, leader := startOnLeader(t, rs, plan)
 	waitRollout(t, leader.c, ro.ID, "the bake", 30*time.Second, func(r *rollout.Rollout) bool {
 		return r.Step == 1 && r.Current != nil && r.Current.Phase != nil
 	})
@@ -375,17 +365,7 @@ steps:
   - traffic: 20
   - bake: {duration: 6s, max: 2m}
 `
-	var ro *rollout.Rollout
-	var leader *env
-	waitFor(t, "a replica to take the rollout", 30*time.Second, func() bool {
-		for _, r := range rs {
-			if x, err := r.c.StartRollout(ctx, "default", "staging", plan); err == nil {
-				ro, leader = x, r
-				return true
-			}
-		}
-		return false
-	})
+	ro, leader := startOnLeader(t, rs, plan)
 	waitRollout(t, leader.c, ro.ID, "the bake", 30*time.Second, judging(1, 1))
 
 	if err := c.PgCtl("stop", "-m", "fast"); err != nil {
@@ -415,4 +395,23 @@ steps:
 		return err == nil
 	})
 	waitRollout(t, rs[0].c, ro.ID, "the rollout to succeed after the outage", 90*time.Second, inState(rollout.Succeeded))
+}
+
+// startOnLeader starts a rollout of staging through whichever replica
+// holds the controller lease (the others refuse) and returns it and that
+// replica.
+func startOnLeader(t *testing.T, rs []*env, plan string) (*rollout.Rollout, *env) {
+	t.Helper()
+	var ro *rollout.Rollout
+	var leader *env
+	waitFor(t, "a replica to take the rollout", 30*time.Second, func() bool {
+		for _, r := range rs {
+			if x, err := r.c.StartRollout(context.Background(), "default", "staging", plan); err == nil {
+				ro, leader = x, r
+				return true
+			}
+		}
+		return false
+	})
+	return ro, leader
 }
