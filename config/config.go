@@ -335,26 +335,21 @@ func (c *Config) Validate() error {
 	if (c.AdminTLS.Cert == "") != (c.AdminTLS.Key == "") {
 		return bad("adminTLS", "set both cert and key (PEM files), or neither")
 	}
-	if c.Gateway.MaxRequestBytes < 0 {
-		return bad("gateway.maxRequestBytes", "must not be negative")
-	}
-	if c.Gateway.MaxHeaderBytes < 0 {
-		return bad("gateway.maxHeaderBytes", "must not be negative")
-	}
-	if c.Shutdown.DrainTimeout < 0 {
-		return bad("shutdown.drainTimeout", "must not be negative")
-	}
-	if c.Gateway.ReadTimeout < 0 {
-		return bad("gateway.readHeaderTimeout", "must not be negative")
-	}
-	if c.Gateway.IdleTimeout < 0 {
-		return bad("gateway.idleTimeout", "must not be negative")
-	}
-	if c.Gateway.MirrorMaxBytes < 0 {
-		return bad("gateway.mirrorMaxBytes", "must not be negative")
-	}
-	if c.Gateway.MaxResponseHeaderBytes < 0 {
-		return bad("gateway.maxResponseHeaderBytes", "must not be negative")
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"gateway.maxRequestBytes", c.Gateway.MaxRequestBytes < 0},
+		{"gateway.maxHeaderBytes", c.Gateway.MaxHeaderBytes < 0},
+		{"gateway.maxResponseHeaderBytes", c.Gateway.MaxResponseHeaderBytes < 0},
+		{"gateway.mirrorMaxBytes", c.Gateway.MirrorMaxBytes < 0},
+		{"gateway.readHeaderTimeout", c.Gateway.ReadTimeout < 0},
+		{"gateway.idleTimeout", c.Gateway.IdleTimeout < 0},
+		{"shutdown.drainTimeout", c.Shutdown.DrainTimeout < 0},
+	} {
+		if f.negative {
+			return bad(f.name, "must not be negative")
+		}
 	}
 	if err := ValidateClientKeys(c.Gateway.ClientKeys, "gateway.clientKeys"); err != nil {
 		return err

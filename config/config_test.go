@@ -77,3 +77,25 @@ func TestParseRefusesBadSecuritySettings(t *testing.T) {
 		t.Errorf("parsed %+v", c)
 	}
 }
+
+// TestParseRefusesNegativeLimits: every size and timeout names itself when
+// it is negative.
+func TestParseRefusesNegativeLimits(t *testing.T) {
+	for _, tc := range []struct{ yaml, field string }{
+		{"gateway: {maxRequestBytes: -1}", "gateway.maxRequestBytes"},
+		{"gateway: {maxHeaderBytes: -1}", "gateway.maxHeaderBytes"},
+		{"gateway: {maxResponseHeaderBytes: -1}", "gateway.maxResponseHeaderBytes"},
+		{"gateway: {mirrorMaxBytes: -1}", "gateway.mirrorMaxBytes"},
+		// Durations are refused as they are decoded ("-1s is negative").
+		{"gateway: {readHeaderTimeout: -1s}", "negative"},
+		{"gateway: {idleTimeout: -1s}", "negative"},
+		{"shutdown: {drainTimeout: -1s}", "negative"},
+		{"leaseTTL: 500ms", "leaseTTL"},
+		{"store: mysql://x", "store"},
+	} {
+		_, err := config.Parse(strings.NewReader(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: err = %v, want one naming %s", tc.yaml, err, tc.field)
+		}
+	}
+}
