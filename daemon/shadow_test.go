@@ -81,12 +81,14 @@ func (e *env) ask(prompts []string, requests, workers int, stream bool) int64 {
 				})
 				resp, err := e.http.Post(e.d.GatewayURL()+"/v1/chat/completions", "application/json", strings.NewReader(string(body)))
 				if err != nil {
+					e.t.Logf("request %d: %v", i, err)
 					failed.Add(1)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				b, rerr := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				if resp.StatusCode != http.StatusOK || rerr != nil {
+					e.t.Logf("request %d: status %d read %v body %.300s", i, resp.StatusCode, rerr, b)
 					failed.Add(1)
 				}
 			}

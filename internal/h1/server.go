@@ -289,8 +289,9 @@ func (w connWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// awaitFallback bounds the wait of awaitNext.
-const awaitFallback = 20 * time.Millisecond
+// awaitFallback bounds the wait of awaitNext (a variable for the test of a
+// deadline that passes before the wait begins).
+var awaitFallback = 20 * time.Millisecond
 
 // awaitNext writes the last bytes of an answer and waits for the next
 // request without the read that finds nothing (rawio.WriteAwaitRead), one

@@ -624,3 +624,41 @@ func TestPipelinedDuringHandler(t *testing.T) {
 	io.WriteString(c, "st: h\r\nContent-Length: 2\r\n\r\n{}")
 	read("/pieces")
 }
+
+// TestAnswerOutlivesTheAwaitDeadline: the last write of an answer waits for
+// the next request until a read deadline awaitFallback away. On a loaded
+// machine the goroutine can be descheduled past that deadline before the
+// write; the answer must still go out whole and the connection go on. (The
+// netpoller refused the wait before the write, the timeout was taken for a
+// write error, and the client got EOF instead of its answer: one request
+// in a few hundred under the race detector on two cores.) A deadline
+// already passed makes every answer take that path.
+func TestAnswerOutlivesTheAwaitDeadline(t *testing.T) {
+	old := awaitFallback
+	awaitFallback = -time.Second
+	t.Cleanup(func() { awaitFallback = old })
+	addr := start(t, &Server{IdleTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+	})})
+	var conns atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		conns.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}}}
+	for i := range 20 {
+		want := fmt.Sprintf("request %d", i)
+		resp, err := client.Post("http://"+addr+"/", "text/plain", strings.NewReader(want))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != want {
+			t.Fatalf("request %d: %q, %v; want %q", i, body, err, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 20 requests, want 1 (keep-alive)", n)
+	}
+}

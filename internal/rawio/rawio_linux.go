@@ -3,6 +3,7 @@
 package rawio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -139,8 +140,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 // something unasked since the last read.)
 //
 // It returns the bytes written: fewer than len(p), with a nil error, when
-// the send buffer filled up, and the caller writes the rest with Write and
-// reads as usual. It must not run at the same time as Write or Read.
+// the send buffer filled up or the read deadline had already passed (then
+// nothing is written), and the caller writes the rest with Write and reads
+// as usual. It must not run at the same time as Write or Read.
 func (c *Conn) WriteAwaitRead(p []byte) (int, error) {
 	c.wp, c.wn, c.werr, c.written = p, 0, 0, false
 	err := c.rc.Read(c.awaitFn)
@@ -148,6 +150,13 @@ func (c *Conn) WriteAwaitRead(p []byte) (int, error) {
 	switch {
 	case c.werr != 0:
 		return c.wn, c.opError("write", c.werr)
+	case err != nil && !c.written && errors.Is(err, os.ErrDeadlineExceeded):
+		// The read deadline had passed before the wait began: the
+		// netpoller refuses the wait at once, before the write (a
+		// goroutine descheduled between setting the deadline and this
+		// call). The wait is over; the write is not, and is the
+		// caller's, as after a full send buffer.
+		return c.wn, nil
 	case err != nil:
 		return c.wn, err
 	}

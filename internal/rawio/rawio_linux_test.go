@@ -152,3 +152,42 @@ func TestWriteAwaitReadFullBuffer(t *testing.T) {
 		t.Fatalf("peer read %d bytes, want %d", m, len(big))
 	}
 }
+
+// TestWriteAwaitReadDeadlinePassed: a read deadline that passed before the
+// call (the caller's goroutine descheduled between setting it and calling)
+// makes the netpoller refuse the wait before anything is written. That is
+// the end of the wait, not an error: it returns 0 and nil, as with a full
+// send buffer, and the caller's Write sends it all. (It returned the
+// timeout, and the h1 server dropped the answer and the connection.)
+func TestWriteAwaitReadDeadlinePassed(t *testing.T) {
+	c, peer := pair(t)
+	w := c.(*Conn)
+	w.SetReadDeadline(time.Now().Add(-time.Second))
+	n, err := w.WriteAwaitRead([]byte("ping"))
+	if err != nil || n > 4 {
+		t.Fatalf("WriteAwaitRead with its read deadline passed: %d, %v; want what it wrote and no error", n, err)
+	}
+	if n < 4 {
+		if m, err := w.Write([]byte("ping")[n:]); err != nil || n+m != 4 {
+			t.Fatalf("Write of the rest: %d, %v", m, err)
+		}
+	}
+	buf := make([]byte, 4)
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("peer read %q, %v; want ping", buf, err)
+	}
+	// A write error is still an error.
+	peer.Close()
+	w.SetReadDeadline(time.Time{})
+	var werr error
+	for range 100 {
+		if _, werr = w.WriteAwaitRead(bytes.Repeat([]byte("x"), 1<<16)); werr != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if werr == nil {
+		t.Fatal("WriteAwaitRead to a closed peer never failed")
+	}
+}
