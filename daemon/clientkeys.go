@@ -127,6 +127,19 @@ func (d *Daemon) checkOpenGateway(ctx context.Context) error {
 	return nil
 }
 
+// checkOpenDeployment refuses a deployment that carries credentials when
+// the gateway is open beyond loopback without client keys or openGateway:
+// checkOpenGateway's rule, for deploys after the start.
+func (d *Daemon) checkOpenDeployment(app, slot string, dep *modelslot.Deployment) error {
+	if d.gwLn == nil || isLoopback(d.gwLn.Addr()) || d.Gateway.ClientKeysEnabled() || d.cfg.Gateway.OpenGateway {
+		return nil
+	}
+	if gateway.CarriesCredentials(dep) {
+		return errOpenGateway(d.cfg.Listen, app, slot)
+	}
+	return nil
+}
+
 // declaresCredentials reports whether a declared deployment will carry
 // credentials once deployed (its secrets are not read yet).
 func declaresCredentials(dc *config.Deployment) bool {

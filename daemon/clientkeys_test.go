@@ -174,3 +174,42 @@ func TestOpenGatewayRefusedFromStore(t *testing.T) {
 		t.Errorf("error %q does not say --open-gateway", err)
 	}
 }
+
+// TestOpenGatewayRefusesCredentialedDeploy: the rule holds for deploys made
+// after the start too. A gateway beyond loopback without client keys
+// refuses a deployment with credentials through the API (EINVALID, nothing
+// deployed) and takes one without; with --open-gateway it takes both.
+func TestOpenGatewayRefusesCredentialedDeploy(t *testing.T) {
+	_, backend := startSim(t, sim.Config{})
+	withKey := modelslot.Deployment{URL: backend, Version: "v2", Headers: map[string]string{"x-api-key": "sk-provider"}, SecretHeaders: []string{"x-api-key"}}
+	plain := modelslot.Deployment{URL: backend, Version: "v1"}
+	for _, open := range []bool{false, true} {
+		t.Run(fmt.Sprintf("open=%v", open), func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Data, cfg.Listen, cfg.Admin = t.TempDir(), "0.0.0.0:0", "127.0.0.1:0"
+			cfg.Gateway.OpenGateway = open
+			e := startDaemonWith(t, cfg)
+			ctx := context.Background()
+			if _, err := e.c.Deploy(ctx, "default", "production", modelslot.DeployRequest{Deployment: plain}); err != nil {
+				t.Fatalf("deploy without credentials: %v", err)
+			}
+			_, err := e.c.Deploy(ctx, "default", "production", modelslot.DeployRequest{Deployment: withKey})
+			if open {
+				if err != nil {
+					t.Fatalf("deploy with credentials and --open-gateway: %v", err)
+				}
+				return
+			}
+			if modelslot.ErrorCode(err) != modelslot.EINVALID || !strings.Contains(fmt.Sprint(err), "--open-gateway") {
+				t.Fatalf("deploy with credentials on an open gateway: %v; want EINVALID naming --open-gateway", err)
+			}
+			a, err := e.c.App(ctx, "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := a.Slot("production").Deployment; d == nil || d.Version != "v1" {
+				t.Fatalf("production serves %+v after the refused deploy, want v1", d)
+			}
+		})
+	}
+}

@@ -180,6 +180,9 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 		Logger:       log.With("component", "engine"),
 		DrainTimeout: cfg.Gateway.DrainTimeout.D(),
 		Shared:       cfg.Store != "",
+		// A deployment with credentials deployed after the start (API,
+		// CLI) meets the same rule as those checkOpenGateway sees.
+		CheckDeployment: d.checkOpenDeployment,
 	})
 	// The engine's Close stops every model server it started, also when
 	// Open or a later step fails.

@@ -258,6 +258,11 @@ func (e *Engine) Deploy(ctx context.Context, app, slot string, req modelslot.Dep
 	if err := normalize(&d); err != nil {
 		return nil, err
 	}
+	if e.cfg.CheckDeployment != nil {
+		if err := e.cfg.CheckDeployment(app, slot, &d); err != nil {
+			return nil, err
+		}
+	}
 	sticky := maps.Clone(s.StickySettings)
 	if len(req.StickySettings) > 0 {
 		if sticky == nil {

@@ -39,6 +39,10 @@ type Config struct {
 	// of a command (--cmd) are refused, since each replica would run its
 	// own copy of the model server; deploy a URL that every replica reaches.
 	Shared bool
+	// CheckDeployment, when set, may refuse a deployment before it is
+	// deployed (the daemon refuses one that carries credentials on a
+	// gateway open beyond loopback without client keys).
+	CheckDeployment func(app, slot string, d *modelslot.Deployment) error
 }
 
 // Engine is the local platform.
