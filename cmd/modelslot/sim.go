@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelslot/modelslot/azure"
 	"github.com/modelslot/modelslot/sim"
 )
 
@@ -19,6 +21,7 @@ func init() { commands = append(commands, newSimCmd) }
 func newSimCmd() *cobra.Command {
 	var (
 		listen      string
+		revision    string
 		answersPath string
 		errorKind   string
 		cfg         sim.Config
@@ -43,12 +46,13 @@ it runs with PATCH /admin/config.`,
 			if err != nil {
 				return err
 			}
-			return serveSim(cmd.Context(), cmd, listen, srv)
+			return serveSim(cmd.Context(), cmd, listen, showRevision(srv, revision), srv.Config().Model)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on")
 	f.StringVar(&cfg.Model, "model", "sim", "model id reported in responses and /v1/models")
+	f.StringVar(&revision, "revision", os.Getenv(revisionSetting), "revision shown in the "+revisionHeader+" header of every answer, as the Azure driver asks of a slot's health path (default $"+revisionSetting+", the app setting it deploys)")
 	f.DurationVar(&cfg.TTFT, "ttft", 0, "time to first token (whole delay of a non-streaming response)")
 	f.DurationVar(&cfg.ITL, "itl", 0, "inter-token latency of streamed tokens")
 	f.Float64Var(&cfg.Jitter, "jitter", 0, "0..1: each delay is scaled by a uniform factor in [1-jitter, 1+jitter]")
@@ -64,9 +68,30 @@ it runs with PATCH /admin/config.`,
 	return cmd
 }
 
+// The Azure driver writes a deployment's revision into an app setting and
+// waits until the slot's health path shows it in a header: the simulator
+// does, so that it can stand in for a model server there.
+const (
+	revisionSetting = azure.SettingRevision
+	revisionHeader  = azure.DefaultRevisionHeader
+)
+
+// showRevision sets the revision header on every answer of h (h itself
+// when revision is empty).
+func showRevision(h http.Handler, revision string) http.Handler {
+	if revision == "" {
+		return h
+	}
+	v := []string{revision}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()[revisionHeader] = v
+		h.ServeHTTP(w, r)
+	})
+}
+
 // serveSim serves srv on addr until ctx is cancelled, then shuts down,
 // giving in-flight requests a few seconds to finish.
-func serveSim(ctx context.Context, cmd *cobra.Command, addr string, srv *sim.Server) error {
+func serveSim(ctx context.Context, cmd *cobra.Command, addr string, srv http.Handler, model string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("sim: listen: %w", err)
@@ -75,7 +100,7 @@ func serveSim(ctx context.Context, cmd *cobra.Command, addr string, srv *sim.Ser
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "sim %s listening on http://%s\n", srv.Config().Model, ln.Addr())
+	fmt.Fprintf(cmd.OutOrStdout(), "sim %s listening on http://%s\n", model, ln.Addr())
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
