@@ -26,6 +26,7 @@ import (
 // candidate in production. MODELSLOT_HA_ROLLOUTS sets the number of
 // rollouts (default 4; the HA acceptance run uses 20).
 func TestLeaderKilledMidRollout(t *testing.T) {
+	t.Parallel() // minutes of waiting on warm-ups and judges: alongside the other long rollouts
 	dsn := pgtest.DSN(t)
 	n := 4
 	if v, err := strconv.Atoi(os.Getenv("MODELSLOT_HA_ROLLOUTS")); err == nil && v > 0 {

@@ -236,6 +236,7 @@ func eventsMentioning(t *testing.T, e *env, typ, text string) []*modelslot.Event
 // out under load through the example's plan. The sim's answers do not
 // depend on the system prompt, so the test reads what the backend received.
 func TestPromptRolloutOnOneBackend(t *testing.T) {
+	t.Parallel() // minutes of waiting on warm-ups and judges: alongside the other long rollouts
 	const (
 		model   = "llama-3.1-8b-instruct"
 		promptA = "You are the support assistant of Acme. Answer in at most three sentences."
@@ -362,6 +363,7 @@ func providerMoveConfig(t *testing.T, urlA, urlB string) *config.Config {
 // OpenAI client sees only the public name, before, during and after the
 // rollout that moves production to the new provider.
 func TestProviderMoveThroughRollout(t *testing.T) {
+	t.Parallel() // minutes of waiting on warm-ups and judges: alongside the other long rollouts
 	const (
 		modelA = "meta-llama/Llama-3.1-8B-Instruct"
 		modelB = "gpt-4o-mini"
@@ -479,6 +481,7 @@ func TestProviderMoveThroughRollout(t *testing.T) {
 // through; the rollout's gates must count the 401s as failures and roll it
 // back before it reaches production, not pair them as fast answers.
 func TestProviderMoveWithAWrongKeyRollsBack(t *testing.T) {
+	t.Parallel() // minutes of waiting on warm-ups and judges: alongside the other long rollouts
 	_, urlA := newUpstream(t, providerSim("meta-llama/Llama-3.1-8B-Instruct"), "", nil)
 	b, urlB := newUpstream(t, providerSim("gpt-4o-mini"), "/openai", func(r *http.Request) bool {
 		return r.Header.Get("Api-Key") == "the-right-key"
