@@ -46,6 +46,7 @@ type controller struct {
 	shared *postgres.DB
 	lease  *postgres.Lease
 	leader atomic.Bool
+	bus    *bus
 }
 
 // metricSource builds the rollout gates' metric source from the config.
@@ -76,9 +77,13 @@ func newController(ctx context.Context, d *Daemon, b *bus, log *slog.Logger) (*c
 	if err != nil {
 		return nil, err
 	}
-	c := &controller{gw: d.Gateway, log: log, d: d}
+	c := &controller{gw: d.Gateway, log: log, d: d, bus: b}
 	if pg, ok := d.Store.(*postgres.DB); ok {
 		c.shared = pg
+		// Webhooks go out once, from the replica holding the lease
+		// (relayWebhooks), whichever replica published the event.
+		b.Relay()
+		b.SetReplica(d.Replica)
 	}
 	m, err := rollout.NewManager(rollout.ManagerConfig{
 		Leader:   c.leaderCheck(),

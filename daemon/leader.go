@@ -63,15 +63,19 @@ func (c *controller) lead(ctx context.Context) {
 	var running chan struct{} // closed when the manager's Run returns
 	run := func(t int64) {
 		rctx, cancel := context.WithCancel(modelslot.WithFence(ctx, t))
-		done := make(chan struct{})
+		done, relayed := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(done)
 			if err := c.m.Run(rctx); err != nil && rctx.Err() == nil {
 				c.log.Error("rollout controller stopped; restarting it", "err", err)
 			}
 		}()
+		go func() {
+			defer close(relayed)
+			c.relayWebhooks(rctx)
+		}()
 		running = done
-		stopRun = func() { cancel(); <-done }
+		stopRun = func() { cancel(); <-done; <-relayed }
 		c.leader.Store(true)
 	}
 	stop := func(why string) {
@@ -117,6 +121,7 @@ func (c *controller) lead(ctx context.Context) {
 			held = attempt
 			select {
 			case <-running: // Run failed (the store was down when it loaded)
+				stopRun()
 				run(token)
 			default:
 			}
@@ -125,6 +130,71 @@ func (c *controller) lead(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// webhookRelayInterval is how often the leader looks for new events to
+// send to the webhooks.
+var webhookRelayInterval = 500 * time.Millisecond
+
+// relayWebhooks sends the webhooks of every replica's events while this
+// replica holds the controller's lease (ctx carries its fencing token and
+// ends with the lease). Events commit in id order; the last one sent is
+// the store's webhook cursor. Each batch is claimed by moving the cursor
+// under the fencing token before it is queued, so an event's webhooks go
+// out once, from one replica: a replica that lost the lease can claim
+// nothing more. As with one daemon, webhooks queued in memory by a replica
+// that dies are lost with it.
+func (c *controller) relayWebhooks(ctx context.Context) {
+	if !c.bus.HasWebhooks() {
+		return
+	}
+	tick := time.NewTicker(webhookRelayInterval)
+	defer tick.Stop()
+	cursor := int64(-1) // not read yet
+	for {
+		if err := c.relayOnce(ctx, &cursor); err != nil && ctx.Err() == nil {
+			c.log.Warn("webhooks: could not read or claim events; trying again", "err", err)
+			cursor = -1
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// relayOnce claims and queues the events after *cursor.
+func (c *controller) relayOnce(ctx context.Context, cursor *int64) error {
+	for {
+		if *cursor < 0 {
+			v, err := c.shared.WebhookCursor(ctx)
+			if err != nil {
+				return err
+			}
+			*cursor = v
+		}
+		evs, err := c.shared.Events(ctx, modelslot.EventFilter{AfterID: *cursor, Limit: 500})
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		last := evs[len(evs)-1].ID
+		claimed, err := c.shared.ClaimWebhooks(ctx, *cursor, last)
+		if err != nil {
+			return err
+		}
+		if !claimed {
+			*cursor = -1 // moved by another term: read it again
+			continue
+		}
+		for _, e := range evs {
+			c.bus.Deliver(e)
+		}
+		*cursor = last
+		if len(evs) < 500 {
+			return nil
 		}
 	}
 }

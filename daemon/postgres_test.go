@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -414,4 +415,112 @@ func startOnLeader(t *testing.T, rs []*env, plan string) (*rollout.Rollout, *env
 		return false
 	})
 	return ro, leader
+}
+
+// TestWebhooksSentOnceByTheLeader: two replicas with the same webhook.
+// Changes made through either replica's API, and a rollout, reach the
+// webhook once each, whichever replica published them: the replica that
+// holds the controller's lease sends them all. When it stops, the other
+// takes the lease and the webhooks of later events, with none repeated or
+// lost.
+func TestWebhooksSentOnceByTheLeader(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	wr := &webhookReceiver{}
+	hook := httptest.NewServer(wr)
+	t.Cleanup(hook.Close)
+	cfg := func() *config.Config {
+		cfg := pgConfig(t, dsn)
+		cfg.LeaseTTL = modelslot.Duration(2 * time.Second)
+		cfg.Webhooks = []config.Webhook{{URL: hook.URL, Secret: "e2e-secret"}}
+		return cfg
+	}
+	rs := []*env{startDaemonWith(t, cfg()), startDaemonWith(t, cfg())}
+	_, v1 := startSim(t, sim.Config{Model: "v1", Tokens: 2})
+	_, v2 := startSim(t, sim.Config{Model: "v2", Tokens: 2})
+	rs[0].deploy("production", v1, "v1")
+	rs[1].deploy("staging", v2, "v2")
+	rs[1].traffic(rule("staging", 10))
+	rs[0].traffic(rule("staging", 20))
+	for _, r := range rs {
+		startLoad(t, r.d.GatewayURL(), plainWorker(r.d.Replica))
+	}
+	const plan = `
+name: hooks
+warmup: {duration: 0s, requests: 0}
+analysis: {metrics: [errors], minSamples: 5, maxErrorRate: 0.5}
+steps:
+  - traffic: 30
+  - bake: {duration: 1s, max: 1m}
+`
+	ro, leader := startOnLeader(t, rs, plan)
+	waitRollout(t, leader.c, ro.ID, "the rollout to succeed", 60*time.Second, inState(rollout.Succeeded))
+
+	// every checks that the webhook got each stored event exactly once,
+	// and those since the last check from replica r, the leader.
+	checked := 0
+	every := func(r *env, when string) {
+		t.Helper()
+		defer func() {
+			wr.mu.Lock()
+			defer wr.mu.Unlock()
+			for i := checked; i < len(wr.senders); i++ {
+				if wr.senders[i] != r.d.Replica {
+					t.Errorf("%s: event %d (%s) was sent by replica %q, want the leader %q", when, wr.events[i].ID, wr.events[i].Type, wr.senders[i], r.d.Replica)
+				}
+			}
+			checked = len(wr.senders)
+		}()
+		t.Helper()
+		var stored []*modelslot.Event
+		waitFor(t, "the webhook to get every event "+when, 30*time.Second, func() bool {
+			evs, err := r.c.Events(context.Background(), "default", 0)
+			if err != nil {
+				t.Logf("events: %v", err)
+				return false
+			}
+			stored = evs
+			wr.mu.Lock()
+			defer wr.mu.Unlock()
+			if len(wr.events) < len(stored) {
+				t.Logf("%d stored, %d received, %d bad", len(stored), len(wr.events), len(wr.bad))
+			}
+			return len(wr.events) >= len(stored)
+		})
+		time.Sleep(time.Second) // two relay intervals: room for a duplicate to show
+		wr.mu.Lock()
+		defer wr.mu.Unlock()
+		got := map[int64]int{}
+		n := 0
+		for _, e := range wr.events {
+			if e.App == "default" {
+				got[e.ID]++
+				n++
+			}
+		}
+		for _, e := range stored {
+			if got[e.ID] != 1 {
+				t.Errorf("%s: event %d (%s) reached the webhook %d times, want once", when, e.ID, e.Type, got[e.ID])
+			}
+		}
+		if n != len(stored) || len(wr.bad) > 0 {
+			t.Fatalf("%s: the webhook got %d events of the app (%d malformed) for %d stored", when, n, len(wr.bad), len(stored))
+		}
+	}
+	every(leader, "after the rollout")
+
+	// The leader stops; the other replica takes over the webhooks.
+	other := rs[0]
+	if other == leader {
+		other = rs[1]
+	}
+	leader.stop()
+	other.traffic(rule("staging", 5))
+	waitFor(t, "the other replica to take the lease", 30*time.Second, func() bool {
+		var st struct {
+			Self bool `json:"self"`
+		}
+		return other.c.Do(context.Background(), http.MethodGet, "/api/v1/controller", nil, &st) == nil && st.Self
+	})
+	other.traffic(rule("staging", 0))
+	every(other, "after the leader stopped")
 }

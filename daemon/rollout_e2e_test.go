@@ -845,7 +845,9 @@ steps:
 type webhookReceiver struct {
 	mu     sync.Mutex
 	events []*modelslot.Event
-	bad    []string
+	// senders are the events' ReplicaHeader values, in the same order.
+	senders []string
+	bad     []string
 }
 
 func (wr *webhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -862,6 +864,7 @@ func (wr *webhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wr.bad = append(wr.bad, "bad body "+string(body))
 	default:
 		wr.events = append(wr.events, &e)
+		wr.senders = append(wr.senders, r.Header.Get(events.ReplicaHeader))
 	}
 }
 

@@ -122,6 +122,10 @@ type Bus struct {
 	closed bool
 
 	hooks []*hook
+	// relayed: Publish does not queue webhooks; Deliver does (see Relay).
+	relayed atomic.Bool
+	// replica names the sender in ReplicaHeader (see SetReplica).
+	replica string
 	// sendCtx is canceled when Close's deadline passes: in-flight
 	// deliveries stop and the rest of the queues are dropped.
 	sendCtx    context.Context
@@ -230,6 +234,42 @@ func (b *Bus) Publish(ctx context.Context, e *modelslot.Event) {
 		}
 		s.mu.Unlock()
 	}
+	if !b.relayed.Load() {
+		b.queueWebhooks(e)
+	}
+}
+
+// Relay makes the webhooks another component's to trigger: Publish stores
+// events and hands them to subscribers but no longer queues their
+// webhooks; Deliver does. Replicas on a shared store relay: the one that
+// holds the controller's lease sends the webhooks of every replica's
+// events, once.
+func (b *Bus) Relay() { b.relayed.Store(true) }
+
+// ReplicaHeader names the replica that sent a webhook (replicas on a
+// shared store only).
+const ReplicaHeader = "X-Modelslot-Replica"
+
+// SetReplica names this daemon among replicas in the ReplicaHeader of
+// every webhook it sends. Call it before the first event.
+func (b *Bus) SetReplica(name string) { b.replica = name }
+
+// HasWebhooks reports whether any webhook is configured.
+func (b *Bus) HasWebhooks() bool { return len(b.hooks) > 0 }
+
+// Deliver queues e (an event already stored, maybe by another replica) for
+// the matching webhooks. It never blocks: a full queue drops and counts.
+func (b *Bus) Deliver(e *modelslot.Event) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if !b.closed {
+		b.queueWebhooks(e)
+	}
+}
+
+// queueWebhooks queues e for the matching webhooks; b.mu is held for
+// reading.
+func (b *Bus) queueWebhooks(e *modelslot.Event) {
 	var body []byte
 	for _, h := range b.hooks {
 		if !h.Matches(e.Type) {
@@ -394,6 +434,9 @@ func (b *Bus) post(ctx context.Context, h *hook, d *delivery) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "modelslot-webhook")
 	req.Header.Set("X-Modelslot-Event", d.event.Type)
+	if b.replica != "" {
+		req.Header.Set(ReplicaHeader, b.replica)
+	}
 	req.Header.Set("X-Modelslot-Delivery", strconv.FormatInt(d.event.ID, 10))
 	if h.Secret != "" {
 		req.Header.Set(SignatureHeader, Sign(h.Secret, d.body))

@@ -172,6 +172,15 @@ var migrations = []string{
 		shipped_through BIGINT NOT NULL,
 		seen_at TIMESTAMPTZ NOT NULL
 	);`,
+	// 4: the last event whose webhooks were sent: the replica holding the
+	// controller lease sends every replica's events' webhooks, once, from
+	// there (see WebhookCursor). It starts at the events already stored,
+	// which are not sent again.
+	`CREATE TABLE webhook_cursor (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		last_event BIGINT NOT NULL
+	);
+	INSERT INTO webhook_cursor (id, last_event) SELECT 1, COALESCE(max(id), 0) FROM events;`,
 }
 
 // migrate applies the migrations not yet applied, each in its own
@@ -497,6 +506,38 @@ func (s *DB) AddEvent(ctx context.Context, e *modelslot.Event) error {
 		return unavailable("add event", err)
 	}
 	return nil
+}
+
+// WebhookCursor is the id of the last event whose webhooks were sent
+// (events commit in id order: see AddEvent).
+func (s *DB) WebhookCursor(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.pool.QueryRow(ctx, `SELECT last_event FROM webhook_cursor WHERE id = 1`).Scan(&id); err != nil {
+		return 0, unavailable("read the webhook cursor", err)
+	}
+	return id, nil
+}
+
+// ClaimWebhooks moves the webhook cursor from from to to, claiming the
+// events in between for the caller to send. It is a controller write:
+// under a fencing token (modelslot.WithFence) it is refused once the
+// lease has moved, so a replica that lost the lease sends nothing more.
+// It reports false when the cursor was not at from (another replica moved
+// it): the caller reads it again.
+func (s *DB) ClaimWebhooks(ctx context.Context, from, to int64) (bool, error) {
+	var moved bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE webhook_cursor SET last_event = $2 WHERE id = 1 AND last_event = $1`, from, to)
+		moved = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return false, wrap("claim webhooks", err)
+	}
+	return moved, nil
 }
 
 func (s *DB) Events(ctx context.Context, f modelslot.EventFilter) ([]*modelslot.Event, error) {
