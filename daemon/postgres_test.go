@@ -18,6 +18,8 @@ import (
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
 	"github.com/modelslot/modelslot/internal/pgtest"
+	"github.com/modelslot/modelslot/local"
+	"github.com/modelslot/modelslot/postgres"
 	"github.com/modelslot/modelslot/rollout"
 	"github.com/modelslot/modelslot/sim"
 )
@@ -523,4 +525,45 @@ steps:
 	})
 	other.traffic(rule("staging", 0))
 	every(other, "after the leader stopped")
+}
+
+// TestReplicaStartLeavesOthersSwapsAlone: a replica that starts on a shared
+// store does not end a swap that another replica may be running (one
+// started minutes ago); one older than any swap takes is ended as
+// interrupted, as a single daemon ends its own at a restart.
+func TestReplicaStartLeavesOthersSwapsAlone(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	startDaemonWith(t, pgConfig(t, dsn))
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := []*modelslot.SwapRecord{
+		{App: "default", Source: "staging", Target: "production", Action: modelslot.SwapActionSwap, Status: modelslot.SwapRunning, Phase: modelslot.PhaseWarmup, StartedAt: time.Now().Add(-time.Minute)},
+		{App: "default", Source: "staging", Target: "production", Action: modelslot.SwapActionSwap, Status: modelslot.SwapRunning, Phase: modelslot.PhaseWarmup, StartedAt: time.Now().Add(-local.SharedSwapStale - time.Minute)},
+	}
+	for _, r := range recs {
+		if err := db.AddSwap(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	e := startDaemonWith(t, pgConfig(t, dsn))
+	got, err := e.c.Swaps(ctx, "default", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]string{recs[0].ID: "running/warm-up", recs[1].ID: "failed/warm-up"}
+	for _, sw := range got {
+		if w, ok := want[sw.ID]; ok {
+			if g := sw.Status + "/" + sw.Phase; g != w {
+				t.Errorf("swap %d after another replica started: %s, want %s", sw.ID, g, w)
+			}
+			delete(want, sw.ID)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("swaps %v missing", want)
+	}
 }

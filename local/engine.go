@@ -161,6 +161,11 @@ func (e *Engine) Open(ctx context.Context) error {
 	return nil
 }
 
+// SharedSwapStale is how old a swap record must be before a replica
+// starting on a shared store ends it as interrupted (the rollout
+// controller waits as long for a swap that says it is running).
+const SharedSwapStale = 15 * time.Minute
+
 // recoverSwaps ends the swap records a stop interrupted. The flip is one
 // transaction, so production is whatever the store says: untouched if the
 // stop came before it, swapped if after. A swap past its flip (drain, or
@@ -173,6 +178,11 @@ func (e *Engine) recoverSwaps(ctx context.Context, app string) error {
 		return err
 	}
 	for _, sw := range swaps {
+		if e.cfg.Shared && sw.Status != modelslot.SwapFailed && time.Since(sw.StartedAt) < SharedSwapStale {
+			// On a shared store a recent swap may be another replica's,
+			// still going: only one older than any swap takes is ended.
+			continue
+		}
 		switch {
 		case sw.Status == modelslot.SwapRunning && (sw.Phase == modelslot.PhaseDrain || sw.Phase == modelslot.PhaseDone):
 			sw.Status, sw.Phase, sw.Error = modelslot.SwapCompleted, modelslot.PhaseDone, ""
