@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Production is the slot that always exists. Routing calls it "self", as
@@ -430,6 +432,42 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 func (d *Duration) UnmarshalText(b []byte) error { return d.set(string(b)) }
+
+// UnmarshalYAML decodes a YAML duration, saying where a wrong one is (the
+// config names the field from the position: see PositionError).
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &PositionError{Line: n.Line, Column: n.Column, Err: fmt.Errorf("a %s is not a duration: write it like 90s, 5m or 1h30m", kindName(n.Kind))}
+	}
+	if n.Tag == "!!null" {
+		*d = 0
+		return nil
+	}
+	if err := d.set(n.Value); err != nil {
+		return &PositionError{Line: n.Line, Column: n.Column, Err: err}
+	}
+	return nil
+}
+
+// PositionError is a value of a YAML document that could not be decoded,
+// at Line and Column (1-based).
+type PositionError struct {
+	Line, Column int
+	Err          error
+}
+
+func (e *PositionError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *PositionError) Unwrap() error { return e.Err }
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "value"
+}
 
 func (d *Duration) set(v any) error {
 	switch v := v.(type) {

@@ -288,6 +288,16 @@ func Parse(r io.Reader) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var pe *modelslot.PositionError
+		if errors.As(err, &pe) {
+			// Name the field as the file does, from the value's position.
+			var root yaml.Node
+			if yaml.Unmarshal(b, &root) == nil {
+				if key := keyAt(&root, pe.Line, pe.Column, ""); key != "" {
+					return nil, modelslot.Errorf(modelslot.EINVALID, "config: line %d: %s: %v (docs/CONFIG.md lists every field)", pe.Line, key, pe.Err)
+				}
+			}
+		}
 		return nil, modelslot.Errorf(modelslot.EINVALID, "config: %s", yamlError(err))
 	}
 	c.setDefaults()
@@ -295,6 +305,39 @@ func Parse(r io.Reader) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// keyAt is the path (gateway.idleTimeout, apps[0].slots[1].name) of the
+// value at line and column in the document n, or "".
+func keyAt(n *yaml.Node, line, col int, path string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAt(c, line, col, path); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			if k := keyAt(n.Content[i+1], line, col, p); k != "" {
+				return k
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if k := keyAt(c, line, col, fmt.Sprintf("%s[%d]", path, i)); k != "" {
+				return k
+			}
+		}
+	}
+	if n.Line == line && n.Column == col && path != "" {
+		return path
+	}
+	return ""
 }
 
 // yamlError rewords yaml.v3's messages to name the field the way the file

@@ -86,10 +86,13 @@ func TestParseRefusesNegativeLimits(t *testing.T) {
 		{"gateway: {maxHeaderBytes: -1}", "gateway.maxHeaderBytes"},
 		{"gateway: {maxResponseHeaderBytes: -1}", "gateway.maxResponseHeaderBytes"},
 		{"gateway: {mirrorMaxBytes: -1}", "gateway.mirrorMaxBytes"},
-		// Durations are refused as they are decoded ("-1s is negative").
-		{"gateway: {readHeaderTimeout: -1s}", "negative"},
-		{"gateway: {idleTimeout: -1s}", "negative"},
-		{"shutdown: {drainTimeout: -1s}", "negative"},
+		// Durations are refused as they are decoded, named from where
+		// the value is.
+		{"gateway: {readHeaderTimeout: -1s}", "line 1: gateway.readHeaderTimeout: -1s is negative"},
+		{"gateway:\n  idleTimeout: -1s\n", "line 2: gateway.idleTimeout: -1s is negative"},
+		{"shutdown: {drainTimeout: -1s}", "shutdown.drainTimeout: -1s is negative"},
+		{"apps:\n  - name: a\n    slots:\n      - name: s\n        deployment: {url: 'http://x', warmup: {timeout: soon}}\n", "apps[0].slots[0].deployment.warmup.timeout: \"soon\" is not a duration"},
+		{"rolloutInterval: [1s]", "rolloutInterval: a list is not a duration"},
 		{"leaseTTL: 500ms", "leaseTTL"},
 		{"store: mysql://x", "store"},
 	} {
