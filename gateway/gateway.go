@@ -340,6 +340,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
 	}
+	// Expect: 100-continue ends here, as with nginx: the gateway's server
+	// invites the body when the body is first read, and the backend never
+	// sees the expectation. Forwarded, the backend's own 100 Continue (sent
+	// on by the ReverseProxy) raced the server's, and the client got two.
+	delete(r.Header, "Expect")
 	slot, setCookie, err := g.route(app, r)
 	if err != nil {
 		var nr notReadyError

@@ -11,9 +11,9 @@ import (
 // proxy forwards r to b. Plain HTTP/1.1 exchanges with an http:// backend
 // take the direct path below, which does what httputil.ReverseProxy does
 // for them without its per-request copies (a clone of the request and its
-// headers, a client trace, a second context); upgrades, Expect and request
+// headers, a client trace, a second context); upgrades and request
 // trailers, https:// backends and the std transport go through the
-// ReverseProxy.
+// ReverseProxy. (Expect: 100-continue never gets here: see ServeHTTP.)
 func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	if !b.direct || !plainExchange(r) {
 		b.proxy.ServeHTTP(w, r)
@@ -90,8 +90,9 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 }
 
 // plainExchange reports whether r needs nothing beyond a plain HTTP/1.1
-// request and answer: no protocol upgrade, no Expect: 100-continue, no
-// request trailers (the gateway's upstream client leaves those to net/http).
+// request and answer: no protocol upgrade, no Expect: 100-continue (which
+// ServeHTTP answers itself), no request trailers (the gateway's upstream
+// client leaves those to net/http).
 func plainExchange(r *http.Request) bool {
 	return r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && len(r.Trailer) == 0
 }
