@@ -474,6 +474,10 @@ func (d *Duration) set(v any) error {
 	case float64:
 		*d = Duration(v * float64(time.Second))
 	case string:
+		if v == "" { // as if not set
+			*d = 0
+			return nil
+		}
 		x, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("%q is not a duration: write it like 90s, 5m or 1h30m", v)

@@ -1,8 +1,11 @@
 package config_test
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelslot/modelslot/config"
 )
@@ -29,5 +32,26 @@ func TestExamplesLoad(t *testing.T) {
 	}
 	if c.Data != "/var/lib/modelslot" || c.Admin != "127.0.0.1:8081" {
 		t.Errorf("systemd example: data %q admin %q, want /var/lib/modelslot (the unit's StateDirectory) and a loopback admin", c.Data, c.Admin)
+	}
+}
+
+// TestConfigDocExample: the annotated file in docs/CONFIG.md, which users
+// copy, loads.
+func TestConfigDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/CONFIG.md has no yaml block")
+	}
+	c, err := config.Parse(strings.NewReader(block))
+	if err != nil {
+		t.Fatalf("docs/CONFIG.md's example: %v", err)
+	}
+	if c.OTLP.Endpoint == "" || c.Shutdown.DrainTimeout.D() != 30*time.Second {
+		t.Errorf("parsed %+v", c)
 	}
 }
