@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -60,6 +61,39 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics"`
 	// Shutdown tunes how the daemon stops (SIGTERM, SIGINT).
 	Shutdown Shutdown `yaml:"shutdown"`
+	// OTLP pushes the metrics of /metrics to an OpenTelemetry receiver.
+	OTLP OTLP `yaml:"otlp"`
+}
+
+// OTLP exports the daemon's metrics (the same ones /metrics serves) over
+// OTLP/HTTP with protobuf, to an OpenTelemetry Collector or any backend
+// that takes OTLP.
+type OTLP struct {
+	// Endpoint is the receiver's URL, http:// or https://; a URL without
+	// a path gets /v1/metrics (http://collector:4318 is
+	// http://collector:4318/v1/metrics). Empty: no export (the default).
+	Endpoint string `yaml:"endpoint"`
+	// Interval is the time between exports (default 60s, at least 1s).
+	Interval modelslot.Duration `yaml:"interval"`
+	// Headers go with every export (a hosted backend's API key, say).
+	Headers map[string]string `yaml:"headers"`
+}
+
+// DefaultOTLPInterval is the time between OTLP exports when
+// otlp.interval is not set (OpenTelemetry's own default).
+const DefaultOTLPInterval = 60 * time.Second
+
+// OTLPURL is the endpoint with /v1/metrics added when it has no path, or
+// an error that says what is wrong with it.
+func (o OTLP) OTLPURL() (string, error) {
+	u, err := url.Parse(o.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an OTLP/HTTP endpoint: use http://HOST:PORT or https://HOST:PORT, with a path when the receiver's is not /v1/metrics", o.Endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/metrics"
+	}
+	return u.String(), nil
 }
 
 // Shutdown tunes the daemon's stop.
@@ -392,6 +426,19 @@ func (c *Config) Validate() error {
 	} {
 		if f.negative {
 			return bad(f.name, "must not be negative")
+		}
+	}
+	if c.OTLP.Endpoint != "" {
+		if _, err := c.OTLP.OTLPURL(); err != nil {
+			return bad("otlp.endpoint", "%v", err)
+		}
+	}
+	if c.OTLP.Interval < 0 || c.OTLP.Interval > 0 && c.OTLP.Interval.D() < time.Second {
+		return bad("otlp.interval", "must be at least 1s")
+	}
+	for k := range c.OTLP.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			return bad("otlp.headers", "%q is not a header name", k)
 		}
 	}
 	if err := ValidateClientKeys(c.Gateway.ClientKeys, "gateway.clientKeys"); err != nil {

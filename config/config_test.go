@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/config"
@@ -99,6 +100,38 @@ func TestParseRefusesNegativeLimits(t *testing.T) {
 		_, err := config.Parse(strings.NewReader(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err = %v, want one naming %s", tc.yaml, err, tc.field)
+		}
+	}
+}
+
+// TestParseOTLP: the otlp block is checked at load, and an endpoint
+// without a path gets OTLP's /v1/metrics.
+func TestParseOTLP(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"no scheme", "otlp:\n  endpoint: collector:4318\n", `otlp.endpoint: "collector:4318" is not an OTLP/HTTP endpoint`},
+		{"grpc scheme", "otlp:\n  endpoint: grpc://collector:4317\n", "otlp.endpoint"},
+		{"credentials in the URL", "otlp:\n  endpoint: http://u:p@collector:4318\n", "otlp.endpoint"},
+		{"interval too short", "otlp:\n  endpoint: http://c:4318\n  interval: 100ms\n", "otlp.interval: must be at least 1s"},
+		{"bad header name", "otlp:\n  endpoint: http://c:4318\n  headers: {\"a b\": x}\n", "otlp.headers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse(strings.NewReader(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one that says %q", err, tc.want)
+			}
+		})
+	}
+	for in, want := range map[string]string{
+		"http://c:4318":                  "http://c:4318/v1/metrics",
+		"https://c:4318/":                "https://c:4318/v1/metrics",
+		"https://otlp.example/otlp/v1/m": "https://otlp.example/otlp/v1/m",
+	} {
+		c, err := config.Parse(strings.NewReader("otlp:\n  endpoint: " + in + "\n  interval: 15s\n  headers: {X-Api-Key: k}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.OTLP.OTLPURL(); err != nil || got != want || c.OTLP.Interval.D() != 15*time.Second || c.OTLP.Headers["X-Api-Key"] != "k" {
+			t.Errorf("%s: %q %v (interval %v, headers %v), want %s", in, got, err, c.OTLP.Interval, c.OTLP.Headers, want)
 		}
 	}
 }

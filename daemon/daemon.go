@@ -104,6 +104,11 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 
 func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err error) {
 	cfg, log := d.cfg, d.log
+	if cfg.OTLP.Endpoint != "" {
+		if _, _, _, err := otlpSettings(cfg.OTLP, getenv); err != nil {
+			return err
+		}
+	}
 	unlock, err := prepareData(cfg.Data)
 	if err != nil {
 		return err
@@ -201,6 +206,16 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	}
 	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
 	registerControlMetrics(reg, d, bus, log.With("component", "metrics"))
+	if cfg.OTLP.Endpoint != "" {
+		stop, err := startOTLP(cfg.OTLP, getenv, reg, d.Replica, log.With("component", "otlp"))
+		if err != nil {
+			return err
+		}
+		// First of the closers, which run after the listeners' drain:
+		// the last export has the final counts, read while the store is
+		// still open.
+		d.closers = append([]func(context.Context) error{stop}, d.closers...)
+	}
 	srv := &api.Server{
 		Engine: d.Engine, Meter: d.Gateway.Meter(), Store: d.Store, Events: bus,
 		Token: d.Token, Sessions: api.NewSessions(), Logger: log.With("component", "api"), Gatherer: reg,

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
 	"github.com/spf13/cobra"
@@ -19,6 +21,8 @@ func newServeCmd() *cobra.Command {
 	var (
 		file, data, store, listen, admin, logLevel string
 		adminCert, adminKey, clientKeys            string
+		otlpEndpoint                               string
+		otlpInterval                               time.Duration
 		insecureAdmin, openGateway                 bool
 	)
 	cmd := &cobra.Command{
@@ -83,6 +87,12 @@ An --admin address beyond loopback needs TLS (--admin-tls-cert and
 			if openGateway {
 				cfg.Gateway.OpenGateway = true
 			}
+			if cmd.Flags().Changed("otlp-endpoint") {
+				cfg.OTLP.Endpoint = otlpEndpoint
+			}
+			if cmd.Flags().Changed("otlp-interval") {
+				cfg.OTLP.Interval = modelslot.Duration(otlpInterval)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
@@ -113,6 +123,8 @@ An --admin address beyond loopback needs TLS (--admin-tls-cert and
 	fl.BoolVar(&insecureAdmin, "insecure-admin", false, "accept an --admin address beyond loopback over plain HTTP")
 	fl.StringVar(&clientKeys, "client-keys", "", "YAML file of client keys that may use the gateway (re-read when it changes and on SIGHUP)")
 	fl.BoolVar(&openGateway, "open-gateway", false, "let a gateway beyond loopback serve deployments that carry credentials without client keys")
+	fl.StringVar(&otlpEndpoint, "otlp-endpoint", "", "push the metrics of /metrics to this OTLP/HTTP receiver too, e.g. http://collector:4318 (otlp: in the config; docs/METRICS.md)")
+	fl.DurationVar(&otlpInterval, "otlp-interval", config.DefaultOTLPInterval, "time between OTLP exports")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

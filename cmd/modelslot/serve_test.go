@@ -105,6 +105,10 @@ func TestServeStartFailures(t *testing.T) {
 			[]string{"cannot create the data directory " + filepath.Join(file, "data"), "not a directory", "choose a directory this user can write with --data"}},
 		{"bad config", []string{"--config", badConfig, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", t.TempDir()},
 			[]string{"config " + badConfig, "maxRequestByte", "docs/CONFIG.md"}},
+		{"bad OTLP endpoint", []string{"--otlp-endpoint", "collector:4318", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", t.TempDir()},
+			[]string{"--otlp-endpoint", `"collector:4318" is not an OTLP/HTTP endpoint`, "http://HOST:PORT"}},
+		{"OTLP interval too short", []string{"--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-interval", "10ms", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", t.TempDir()},
+			[]string{"--otlp-interval", "at least 1s"}},
 		{"missing config", []string{"--config", badConfig + ".nope", "--data", t.TempDir()},
 			[]string{"no such file"}},
 	}
