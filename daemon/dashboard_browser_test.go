@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -234,6 +235,42 @@ func TestDashboardBrowser(t *testing.T) {
 	if !regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (UTC|UTC[+−]\d\d:\d\d) → \d{4}-`).MatchString(hist) {
 		t.Errorf("the past rollout's times are not ISO with a time zone:\n%s", hist)
 	}
+	// A judged phase shows its progress as `rollout status --watch` does:
+	// the time judged and the deadline, the requests on each side and, per
+	// check, its verdict, requests, effect, interval and what it still
+	// needs; the counts are the API's.
+	ro2, err := e.c.StartRollout(context.Background(), "default", "staging", "name: progress\ninterval: 1s\nwarmup: {duration: 0s, requests: 0}\nanalysis:\n  metrics: [errors, latency]\nsteps:\n  - traffic: 50\n  - bake: {duration: 10m}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until("the bake's progress table", `(() => {
+		const p = document.querySelector('#sec-rollout .timeline .progress');
+		if (!p) return false;
+		const rows = [...p.querySelectorAll('tbody tr')].map((r) => [...r.children].map((c) => c.textContent));
+		const full = (m) => rows.some((r) => r[0] === m && r.length === 7 && /^\d+ \/ \d+$/.test(r[2]) && /to/.test(r[4]) && r[6] !== '');
+		return /Judged for .*: [1-9]\d* candidate requests .* production requests over \d+ looks/.test(p.textContent) && /Deadline \d{4}-\d\d-\d\d/.test(p.textContent) && full('errors') && full('latency');
+	})()`, 30*time.Second)
+	progress := text("#sec-rollout .timeline .progress")
+	shot("dashboard-progress.png")
+	cur, err := e.c.Rollout(context.Background(), ro2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`: (\d+) candidate requests`).FindStringSubmatch(progress)
+	if m == nil || cur.Current == nil || cur.Current.Phase == nil {
+		t.Fatalf("progress %q, API phase %+v", progress, cur.Current)
+	}
+	if n, _ := strconv.ParseInt(m[1], 10, 64); n < 1 || n > cur.Current.Phase.CandidateRequests {
+		t.Errorf("the page shows %d judged candidate requests; the API, read after it, %d", n, cur.Current.Phase.CandidateRequests)
+	}
+	if _, err := e.c.RolloutCommand(context.Background(), "default", "abort", "browser test done"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the progress rollout to be aborted", 15*time.Second, func() bool {
+		got, err = e.c.Rollout(context.Background(), ro2.ID)
+		return err == nil && got.State == rollout.Aborted
+	})
+
 	// The step states of finished rollouts, and a latency chart with one
 	// point far above the rest: clipped with a marker, not flattened.
 	checks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Promise.all([import('/ui/assets/app.js'), import('/ui/assets/chart.js')]).then(([app, chart]) => {
