@@ -16,6 +16,7 @@ targets=(
   "./rollout FuzzParsePlan"         # rollout plans
   "./local FuzzDeployment"          # deploy requests
   "./loadgen FuzzReadEvents"        # the SSE event reader
+  "./postgres FuzzUnpackSamples"    # replicas' packed samples, read back from the store
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
