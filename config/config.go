@@ -83,17 +83,64 @@ type OTLP struct {
 // otlp.interval is not set (OpenTelemetry's own default).
 const DefaultOTLPInterval = 60 * time.Second
 
-// OTLPURL is the endpoint with /v1/metrics added when it has no path, or
-// an error that says what is wrong with it.
-func (o OTLP) OTLPURL() (string, error) {
-	u, err := url.Parse(o.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return "", fmt.Errorf("%q is not an OTLP/HTTP endpoint: use http://HOST:PORT or https://HOST:PORT, with a path when the receiver's is not /v1/metrics", o.Endpoint)
+// OTLPSettings is an OTLP block ready to export with.
+type OTLPSettings struct {
+	// Endpoint is the receiver's URL, /v1/metrics added when it had no
+	// path; empty when the export is off.
+	Endpoint string
+	Interval time.Duration
+	// Headers hold the values read from the environment.
+	Headers map[string]string
+}
+
+// Resolve checks the block and reads the headers' ${ENV_NAME} values from
+// getenv (nil: only checks them). Errors name the field and its flag.
+func (o OTLP) Resolve(getenv func(string) string) (OTLPSettings, error) {
+	bad := func(field, format string, args ...any) error {
+		return modelslot.Errorf(modelslot.EINVALID, "config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/v1/metrics"
+	out := OTLPSettings{Interval: o.Interval.D(), Headers: make(map[string]string, len(o.Headers))}
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return out, bad("otlp.endpoint (--otlp-endpoint)", "%q is not an OTLP/HTTP endpoint: use http://HOST:PORT or https://HOST:PORT, with a path when the receiver's is not /v1/metrics", o.Endpoint)
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/metrics"
+		}
+		out.Endpoint = u.String()
 	}
-	return u.String(), nil
+	if out.Interval == 0 {
+		out.Interval = DefaultOTLPInterval
+	}
+	if out.Interval < time.Second {
+		return out, bad("otlp.interval (--otlp-interval)", "%v is too short: at least 1s", out.Interval)
+	}
+	for k, v := range o.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			return out, bad("otlp.headers", "%q is not a header name", k)
+		}
+		if getenv != nil {
+			var err error
+			if v, err = fromEnv("otlp.headers", k, v, getenv); err != nil {
+				return out, err
+			}
+		}
+		out.Headers[k] = v
+	}
+	return out, nil
+}
+
+// fromEnv returns v, or the environment's value of NAME when v is
+// ${NAME}; an unset variable is an error that names the field.
+func fromEnv(kind, k, v string, getenv func(string) string) (string, error) {
+	if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
+		name = strings.TrimSuffix(name, "}")
+		if v = getenv(name); v == "" {
+			return "", modelslot.Errorf(modelslot.EINVALID, "config: %s %s reads ${%s}, which is not set in the daemon's environment", kind, k, name)
+		}
+	}
+	return v, nil
 }
 
 // Shutdown tunes the daemon's stop.
@@ -428,18 +475,8 @@ func (c *Config) Validate() error {
 			return bad(f.name, "must not be negative")
 		}
 	}
-	if c.OTLP.Endpoint != "" {
-		if _, err := c.OTLP.OTLPURL(); err != nil {
-			return bad("otlp.endpoint", "%v", err)
-		}
-	}
-	if c.OTLP.Interval < 0 || c.OTLP.Interval > 0 && c.OTLP.Interval.D() < time.Second {
-		return bad("otlp.interval", "must be at least 1s")
-	}
-	for k := range c.OTLP.Headers {
-		if k == "" || strings.ContainsAny(k, " :\r\n") {
-			return bad("otlp.headers", "%q is not a header name", k)
-		}
+	if _, err := c.OTLP.Resolve(nil); err != nil {
+		return err
 	}
 	if err := ValidateClientKeys(c.Gateway.ClientKeys, "gateway.clientKeys"); err != nil {
 		return err
@@ -545,16 +582,7 @@ func DeploymentOf(d *Deployment, getenv func(string) string) (modelslot.Deployme
 		Model:  d.Model, SystemPrompt: d.SystemPrompt, SystemPromptMode: d.SystemPromptMode,
 		Defaults: d.Defaults, Overrides: d.Overrides,
 	}
-	secret := func(kind, k, v string) (string, error) {
-		if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
-			name = strings.TrimSuffix(name, "}")
-			v = getenv(name)
-			if v == "" {
-				return "", modelslot.Errorf(modelslot.EINVALID, "config: %s %s reads ${%s}, which is not set in the daemon's environment", kind, k, name)
-			}
-		}
-		return v, nil
-	}
+	secret := func(kind, k, v string) (string, error) { return fromEnv(kind, k, v, getenv) }
 	if len(d.Headers)+len(d.SecretHeaders) > 0 {
 		out.Headers = map[string]string{}
 		for k, v := range d.Headers {

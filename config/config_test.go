@@ -108,10 +108,10 @@ func TestParseRefusesNegativeLimits(t *testing.T) {
 // without a path gets OTLP's /v1/metrics.
 func TestParseOTLP(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
-		{"no scheme", "otlp:\n  endpoint: collector:4318\n", `otlp.endpoint: "collector:4318" is not an OTLP/HTTP endpoint`},
+		{"no scheme", "otlp:\n  endpoint: collector:4318\n", `otlp.endpoint (--otlp-endpoint): "collector:4318" is not an OTLP/HTTP endpoint`},
 		{"grpc scheme", "otlp:\n  endpoint: grpc://collector:4317\n", "otlp.endpoint"},
 		{"credentials in the URL", "otlp:\n  endpoint: http://u:p@collector:4318\n", "otlp.endpoint"},
-		{"interval too short", "otlp:\n  endpoint: http://c:4318\n  interval: 100ms\n", "otlp.interval: must be at least 1s"},
+		{"interval too short", "otlp:\n  endpoint: http://c:4318\n  interval: 100ms\n", "otlp.interval (--otlp-interval): 100ms is too short: at least 1s"},
 		{"bad header name", "otlp:\n  endpoint: http://c:4318\n  headers: {\"a b\": x}\n", "otlp.headers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,8 +130,9 @@ func TestParseOTLP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := c.OTLP.OTLPURL(); err != nil || got != want || c.OTLP.Interval.D() != 15*time.Second || c.OTLP.Headers["X-Api-Key"] != "k" {
-			t.Errorf("%s: %q %v (interval %v, headers %v), want %s", in, got, err, c.OTLP.Interval, c.OTLP.Headers, want)
+		got, err := c.OTLP.Resolve(func(string) string { return "" })
+		if err != nil || got.Endpoint != want || got.Interval != 15*time.Second || got.Headers["X-Api-Key"] != "k" {
+			t.Errorf("%s: %+v %v, want %s, 15s and the header", in, got, err, want)
 		}
 	}
 }

@@ -98,7 +98,7 @@ func (d *Daemon) startClientKeys() error {
 // let anyone spend a deployment's credentials: with such a deployment, it
 // needs client keys or an explicit openGateway.
 func (d *Daemon) checkOpenGateway(ctx context.Context) error {
-	if isLoopback(d.gwLn.Addr()) || d.Gateway.ClientKeysEnabled() || d.cfg.Gateway.OpenGateway {
+	if !d.openToAll() {
 		return nil
 	}
 	// Declared deployments are deployed after the listeners serve: check
@@ -121,9 +121,7 @@ func (d *Daemon) checkOpenGateway(ctx context.Context) error {
 			}
 		}
 	}
-	if !d.Gateway.ClientKeysEnabled() {
-		d.log.Warn("the gateway is reachable beyond loopback without client keys: anyone who reaches it may use every app", "addr", d.gwLn.Addr().String())
-	}
+	d.log.Warn("the gateway is reachable beyond loopback without client keys: anyone who reaches it may use every app", "addr", d.gwLn.Addr().String())
 	return nil
 }
 
@@ -131,13 +129,17 @@ func (d *Daemon) checkOpenGateway(ctx context.Context) error {
 // the gateway is open beyond loopback without client keys or openGateway:
 // checkOpenGateway's rule, for deploys after the start.
 func (d *Daemon) checkOpenDeployment(app, slot string, dep *modelslot.Deployment) error {
-	if d.gwLn == nil || isLoopback(d.gwLn.Addr()) || d.Gateway.ClientKeysEnabled() || d.cfg.Gateway.OpenGateway {
-		return nil
-	}
-	if gateway.CarriesCredentials(dep) {
+	if d.openToAll() && gateway.CarriesCredentials(dep) {
 		return errOpenGateway(d.cfg.Listen, app, slot)
 	}
 	return nil
+}
+
+// openToAll reports whether anyone beyond this machine may use the
+// gateway: it listens beyond loopback, without client keys, and was not
+// told openGateway.
+func (d *Daemon) openToAll() bool {
+	return d.gwLn != nil && !isLoopback(d.gwLn.Addr()) && !d.Gateway.ClientKeysEnabled() && !d.cfg.Gateway.OpenGateway
 }
 
 // declaresCredentials reports whether a declared deployment will carry

@@ -104,10 +104,11 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 
 func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err error) {
 	cfg, log := d.cfg, d.log
-	if cfg.OTLP.Endpoint != "" {
-		if _, _, _, err := otlpSettings(cfg.OTLP, getenv); err != nil {
-			return err
-		}
+	// Checked before anything starts; flags may have set it after the
+	// file's validation.
+	otlp, err := cfg.OTLP.Resolve(getenv)
+	if err != nil {
+		return err
 	}
 	unlock, err := prepareData(cfg.Data)
 	if err != nil {
@@ -206,8 +207,8 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 	}
 	d.closers = append([]func(context.Context) error{ctrl.close}, d.closers...)
 	registerControlMetrics(reg, d, bus, log.With("component", "metrics"))
-	if cfg.OTLP.Endpoint != "" {
-		stop, err := startOTLP(cfg.OTLP, getenv, reg, d.Replica, log.With("component", "otlp"))
+	if otlp.Endpoint != "" {
+		stop, err := startOTLP(otlp, reg, d.Replica, log.With("component", "otlp"))
 		if err != nil {
 			return err
 		}

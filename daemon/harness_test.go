@@ -172,6 +172,27 @@ func rule(slot string, p float64) modelslot.TrafficRule {
 	return modelslot.TrafficRule{Slot: slot, Percent: p}
 }
 
+// wantSwaps checks the status/phase ("completed/done") of the app's swaps
+// by id, after what.
+func wantSwaps(t *testing.T, e *env, what string, want map[int64]string) {
+	t.Helper()
+	got, err := e.c.Swaps(context.Background(), "default", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sw := range got {
+		if w, ok := want[sw.ID]; ok {
+			if g := sw.Status + "/" + sw.Phase; g != w {
+				t.Errorf("swap %d %s: %s, want %s", sw.ID, what, g, w)
+			}
+			delete(want, sw.ID)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("swaps %v missing", want)
+	}
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()

@@ -216,22 +216,7 @@ func TestRestartEndsInterruptedSwap(t *testing.T) {
 	db.Close()
 
 	e = startDaemon(t, dir)
-	got, err := e.c.Swaps(ctx, "default", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int64]string{recs[0].ID: "completed/done", recs[1].ID: "completed/done", recs[2].ID: "failed/warm-up"}
-	for _, sw := range got {
-		if w, ok := want[sw.ID]; ok {
-			if g := sw.Status + "/" + sw.Phase; g != w {
-				t.Errorf("swap %d after the restart: %s, want %s", sw.ID, g, w)
-			}
-			delete(want, sw.ID)
-		}
-	}
-	if len(want) > 0 {
-		t.Errorf("swaps %v missing", want)
-	}
+	wantSwaps(t, e, "after the restart", map[int64]string{recs[0].ID: "completed/done", recs[1].ID: "completed/done", recs[2].ID: "failed/warm-up"})
 }
 
 // holdBackend streams one event, then holds the stream until release is

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,20 +27,16 @@ import (
 // The returned stop makes a last export and stops. The exporter also reads
 // the standard OTEL_EXPORTER_OTLP_* variables for what the config does not
 // set (TLS certificates, compression, headers).
-func startOTLP(cfg config.OTLP, getenv func(string) string, g prometheus.Gatherer, instance string, log *slog.Logger) (stop func(context.Context) error, err error) {
-	endpoint, interval, headers, err := otlpSettings(cfg, getenv)
-	if err != nil {
-		return nil, err
-	}
+func startOTLP(cfg config.OTLPSettings, g prometheus.Gatherer, instance string, log *slog.Logger) (stop func(context.Context) error, err error) {
 	opts := []otlpmetrichttp.Option{
-		otlpmetrichttp.WithEndpointURL(endpoint),
+		otlpmetrichttp.WithEndpointURL(cfg.Endpoint),
 		// The same cumulative counters Prometheus scrapes.
 		otlpmetrichttp.WithTemporalitySelector(sdkmetric.DefaultTemporalitySelector),
 		otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}),
-		otlpmetrichttp.WithTimeout(min(interval, 30*time.Second)),
+		otlpmetrichttp.WithTimeout(min(cfg.Interval, 30*time.Second)),
 	}
-	if len(headers) > 0 {
-		opts = append(opts, otlpmetrichttp.WithHeaders(headers))
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlpmetrichttp.WithHeaders(cfg.Headers))
 	}
 	exp, err := otlpmetrichttp.New(context.Background(), opts...)
 	if err != nil {
@@ -62,11 +57,11 @@ func startOTLP(cfg config.OTLP, getenv func(string) string, g prometheus.Gathere
 		attribute.String("service.name", "modelslot"),
 		attribute.String("service.instance.id", instance),
 	)
-	reader := sdkmetric.NewPeriodicReader(&countingExporter{Exporter: exp, log: log},
-		sdkmetric.WithInterval(interval),
+	reader := sdkmetric.NewPeriodicReader(&recoveryLogger{Exporter: exp, log: log},
+		sdkmetric.WithInterval(cfg.Interval),
 		sdkmetric.WithProducer(promb.NewMetricProducer(promb.WithGatherer(g))))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
-	log.Info("exporting metrics over OTLP", "endpoint", endpoint, "interval", interval)
+	log.Info("exporting metrics over OTLP", "endpoint", cfg.Endpoint, "interval", cfg.Interval)
 	return func(ctx context.Context) error {
 		if err := mp.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			// A receiver that is down does not make the stop a failure.
@@ -76,47 +71,20 @@ func startOTLP(cfg config.OTLP, getenv func(string) string, g prometheus.Gathere
 	}, nil
 }
 
-// otlpSettings checks the endpoint and interval and reads the headers'
-// ${ENV_NAME} values, before anything starts.
-func otlpSettings(cfg config.OTLP, getenv func(string) string) (endpoint string, interval time.Duration, headers map[string]string, err error) {
-	endpoint, err = cfg.OTLPURL()
-	if err != nil {
-		return "", 0, nil, modelslot.Errorf(modelslot.EINVALID, "otlp.endpoint (--otlp-endpoint): %v", err)
-	}
-	headers = make(map[string]string, len(cfg.Headers))
-	for k, v := range cfg.Headers {
-		if name, ok := strings.CutPrefix(v, "${"); ok && strings.HasSuffix(name, "}") {
-			name = strings.TrimSuffix(name, "}")
-			if v = getenv(name); v == "" {
-				return "", 0, nil, modelslot.Errorf(modelslot.EINVALID, "config: otlp.headers %s reads ${%s}, which is not set in the daemon's environment", k, name)
-			}
-		}
-		headers[k] = v
-	}
-	interval = cfg.Interval.D()
-	if interval == 0 {
-		interval = config.DefaultOTLPInterval
-	}
-	if interval < time.Second {
-		return "", 0, nil, modelslot.Errorf(modelslot.EINVALID, "otlp.interval (--otlp-interval): %v is too short: at least 1s", interval)
-	}
-	return endpoint, interval, headers, nil
-}
-
 var (
 	otlpLogger      atomic.Pointer[slog.Logger]
 	otlpHandlerOnce sync.Once
 )
 
-// countingExporter logs the first export that works after failures, so
+// recoveryLogger logs the first export that works after failures, so
 // that the log says when the receiver is back.
-type countingExporter struct {
+type recoveryLogger struct {
 	sdkmetric.Exporter
 	log    *slog.Logger
 	failed atomic.Bool
 }
 
-func (e *countingExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+func (e *recoveryLogger) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	err := e.Exporter.Export(ctx, rm)
 	if err != nil {
 		e.failed.Store(true)

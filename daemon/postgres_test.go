@@ -550,20 +550,5 @@ func TestReplicaStartLeavesOthersSwapsAlone(t *testing.T) {
 	}
 	db.Close()
 	e := startDaemonWith(t, pgConfig(t, dsn))
-	got, err := e.c.Swaps(ctx, "default", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int64]string{recs[0].ID: "running/warm-up", recs[1].ID: "failed/warm-up"}
-	for _, sw := range got {
-		if w, ok := want[sw.ID]; ok {
-			if g := sw.Status + "/" + sw.Phase; g != w {
-				t.Errorf("swap %d after another replica started: %s, want %s", sw.ID, g, w)
-			}
-			delete(want, sw.ID)
-		}
-	}
-	if len(want) > 0 {
-		t.Errorf("swaps %v missing", want)
-	}
+	wantSwaps(t, e, "after another replica started", map[int64]string{recs[0].ID: "running/warm-up", recs[1].ID: "failed/warm-up"})
 }

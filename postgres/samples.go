@@ -135,11 +135,12 @@ func (sh *Shipper) Flush(ctx context.Context) error {
 			rows := make([][]any, 0, len(keys))
 			for _, k := range keys {
 				g := groups[k]
-				from, to := g[0].Time, g[0].Time
+				from, to := g[0].Time.UnixNano(), g[0].Time.UnixNano()
 				for _, x := range g {
-					from, to = minTime(from, x.Time), maxTime(to, x.Time)
+					t := x.Time.UnixNano()
+					from, to = min(from, t), max(to, t)
 				}
-				rows = append(rows, []any{k[0], k[1], sh.replica, from.UnixNano(), to.UnixNano(), int32(len(g)), packSamples(g)})
+				rows = append(rows, []any{k[0], k[1], sh.replica, from, to, int32(len(g)), packSamples(g)})
 			}
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sample_batches"},
 				[]string{"app", "slot", "replica", "t_from", "t_to", "n", "data"},
@@ -223,20 +224,6 @@ func (s *DB) Series(ctx context.Context, q modelslot.MetricQuery) (modelslot.Ser
 	return out, nil
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 // packSamples encodes samples of one app and slot: a version byte, the
 // revisions named once, then per sample its time (nanoseconds, as the
 // difference from the previous sample's), status, latency and TTFT
@@ -302,14 +289,12 @@ func unpackSamples(b []byte) ([]modelslot.Sample, error) {
 		b = b[n:]
 		return v
 	}
-	sv := func() int64 {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			b = nil
-			return 0
+	sv := func() int64 { // binary.Varint's zig-zag over uv
+		u := uv()
+		if u&1 != 0 {
+			return ^int64(u >> 1)
 		}
-		b = b[n:]
-		return v
+		return int64(u >> 1)
 	}
 	nrev := uv()
 	if b == nil || nrev > uint64(len(b)) {
