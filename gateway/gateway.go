@@ -300,7 +300,7 @@ func (b *Backend) prepare(out *http.Request) {
 		out.Header[k] = v
 	}
 	// The gateway's own headers stop here.
-	out.Header.Del("X-Modelslot-App")
+	delete(out.Header, "X-Modelslot-App")
 }
 
 // ServeHTTP routes and proxies one request.

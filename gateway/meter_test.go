@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -109,5 +111,33 @@ func meterSamples(t *testing.T, g *Gateway, from time.Time) []modelslot.Sample {
 			return samples
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestIndexTokens checks the meter's search for "completion_tokens": and
+// "prompt_tokens": against bytes.Index, on answers and on random bytes
+// made of the search's own pieces.
+func TestIndexTokens(t *testing.T) {
+	cases := []string{
+		benchAnswer,
+		`{"usage":{"prompt_tokens":9,"completion_tokens":6,"total_tokens":15,"completion_tokens_details":{"reasoning_tokens":0}}}`,
+		`_tokens":_tokens":"prompt_tokens":1`,
+		`prompt_tokens":1`, `"prompt_tokens"`, `"prompt_tokens":`, ``, `_`, `"completion_tokens":"prompt_tokens":2`,
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pieces := []string{`"`, `_`, `tokens":`, `prompt`, `completion`, `_tokens":`, `x`, `"prompt_tokens":`, `"completion_tokens":`, `3`}
+	for range 5000 {
+		var b strings.Builder
+		for range rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		cases = append(cases, b.String())
+	}
+	for _, c := range cases {
+		for _, tok := range [][]byte{tokUsage, tokPrompt} {
+			if got, want := indexTokens([]byte(c), tok), bytes.Index([]byte(c), tok); got != want {
+				t.Fatalf("indexTokens(%q, %q) = %d, want %d", c, tok, got, want)
+			}
+		}
 	}
 }

@@ -22,17 +22,17 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	// The request is the gateway's own from here: it becomes the outgoing
 	// one in place.
 	h := r.Header
-	trailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
-	removeHopByHop(h)
+	trailers := false
+	if te, ok := h["Te"]; ok {
+		trailers = httpguts.HeaderValuesContainsToken(te, "trailers")
+	}
+	// The hop-by-hop headers, and the forwarding headers from the client,
+	// which are not to be trusted (the ReverseProxy's Rewrite mode drops
+	// them too).
+	removeHeaders(h, func(k string) bool { return hopHeader(k) || forwardedHeader(k) })
 	if trailers {
 		h["Te"] = []string{"trailers"}
 	}
-	// Forwarding headers from the client are not to be trusted (the
-	// ReverseProxy's Rewrite mode drops them too).
-	delete(h, "Forwarded")
-	delete(h, "X-Forwarded-For")
-	delete(h, "X-Forwarded-Host")
-	delete(h, "X-Forwarded-Proto")
 	b.prepare(r)
 	r.Close = false
 	r.RequestURI = ""
@@ -44,7 +44,7 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 		g.proxyError(w, r, err)
 		return
 	}
-	removeHopByHop(resp.Header)
+	removeHeaders(resp.Header, hopHeader)
 	dst := w.Header()
 	for k, vv := range resp.Header {
 		if old, ok := dst[k]; ok {
@@ -66,7 +66,10 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	// Streams (SSE, or any answer of unknown length) go out write by
 	// write; an answer of known length in as few writes as the buffer
 	// allows.
-	flush := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	flush := resp.ContentLength == -1
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream") {
+		flush = true
+	}
 	if err := copyAnswer(w, resp.Body, flush); err != nil {
 		resp.Body.Close()
 		// The answer broke after its head was sent: abort, so that the
@@ -100,8 +103,9 @@ func plainExchange(r *http.Request) bool {
 // copyAnswer copies the backend's body to the client, flushing after
 // every write when flush is set.
 func copyAnswer(w http.ResponseWriter, body io.Reader, flush bool) error {
-	buf := bufferPool{}.Get()
-	defer bufferPool{}.Put(buf)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	flusher, _ := w.(http.Flusher)
 	for {
 		n, rerr := body.Read(buf)
@@ -122,16 +126,10 @@ func copyAnswer(w http.ResponseWriter, body io.Reader, flush bool) error {
 	}
 }
 
-// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 that
-// the ReverseProxy removes too.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopByHop deletes the hop-by-hop headers and those the Connection
-// header names.
-func removeHopByHop(h http.Header) {
+// removeHeaders deletes the headers the Connection header names, and
+// those drop reports, in one pass over h (a delete per name to drop, most
+// of them absent, costs a map lookup each).
+func removeHeaders(h http.Header, drop func(string) bool) {
 	for _, v := range h["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
@@ -139,7 +137,29 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	for k := range h {
+		if drop(k) {
+			delete(h, k)
+		}
 	}
+}
+
+// hopHeader reports the hop-by-hop headers of RFC 9110 section 7.6.1
+// that the ReverseProxy removes too.
+func hopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// forwardedHeader reports the forwarding headers a client may send.
+func forwardedHeader(k string) bool {
+	switch k {
+	case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,31 @@ func TestProxyUpgrade(t *testing.T) {
 		if got, err := br.ReadString('\n'); err != nil || got != "echo "+msg {
 			t.Fatalf("after the upgrade: %q %v", got, err)
 		}
+	}
+}
+
+// TestRemoveHeaders: the outgoing request loses the hop-by-hop headers,
+// those its Connection header names and the client's forwarding headers,
+// and keeps the rest.
+func TestRemoveHeaders(t *testing.T) {
+	h := http.Header{
+		"Connection": {"keep-alive, x-custom-hop", "Other-Hop"}, "Proxy-Connection": {"a"}, "Keep-Alive": {"b"},
+		"Proxy-Authenticate": {"c"}, "Proxy-Authorization": {"d"}, "Te": {"e"}, "Trailer": {"f"},
+		"Transfer-Encoding": {"g"}, "Upgrade": {"h"}, "X-Custom-Hop": {"i"}, "Other-Hop": {"j"},
+		"Forwarded": {"k"}, "X-Forwarded-For": {"l"}, "X-Forwarded-Host": {"m"}, "X-Forwarded-Proto": {"n"},
+		"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"},
+	}
+	resp := h.Clone()
+	removeHeaders(h, func(k string) bool { return hopHeader(k) || forwardedHeader(k) })
+	want := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("request headers left: %v, want %v", h, want)
+	}
+	// An answer keeps the forwarding headers (they are not hop-by-hop).
+	removeHeaders(resp, hopHeader)
+	want = http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"},
+		"Forwarded": {"k"}, "X-Forwarded-For": {"l"}, "X-Forwarded-Host": {"m"}, "X-Forwarded-Proto": {"n"}}
+	if !reflect.DeepEqual(resp, want) {
+		t.Errorf("answer headers left: %v, want %v", resp, want)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,13 @@ type upstream struct {
 	idle   map[string][]*upConn // by host:port, most recently used last
 	closed bool
 	stop   chan struct{}
+
+	// The header timeout is kept by a sweep every eighth of it (see
+	// sweepHeads), not by a read deadline set and cleared per request.
+	// epoch counts the sweeps; conns is every open connection.
+	epoch  atomic.Int64
+	connMu sync.Mutex
+	conns  map[*upConn]struct{}
 }
 
 func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idleTimeout, headerTimeout time.Duration, maxHead int64) *upstream {
@@ -66,6 +74,7 @@ func newUpstream(fallback *http.Transport, dialer *net.Dialer, maxIdle int, idle
 		maxHead:       maxHead,
 		idle:          map[string][]*upConn{},
 		stop:          make(chan struct{}),
+		conns:         map[*upConn]struct{}{},
 	}
 	go u.janitor()
 	return u
@@ -90,8 +99,14 @@ type upConn struct {
 	// drained: the last read from conn returned less than it asked for,
 	// so the socket held nothing more at that moment (see put).
 	drained bool
-	idleAt  time.Time
+	idleAt  time.Duration // on the monotonic clock (mono)
 	reused  bool
+	// headSince is the upstream's epoch when the request was sent and
+	// its answer's head awaited, notWaiting otherwise, timedOut once the
+	// sweep has ended the wait.
+	headSince atomic.Int64
+	// cancelFn is cancel as a func value, made once.
+	cancelFn func()
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
 	awaiter rawio.Awaiter
@@ -143,6 +158,24 @@ func (c *upConn) Write(p []byte) (int, error) {
 // connection is used, as with net/http's Transport.)
 const probeAfter = time.Millisecond
 
+// notWaiting and timedOut are upConn.headSince's marks.
+const (
+	notWaiting = math.MaxInt64
+	timedOut   = math.MinInt64
+)
+
+// headSweeps is how many sweeps an answer's head is awaited before the
+// header timeout ends the wait: one more than the eight that make the
+// timeout, as the wait may have begun just after a sweep.
+const headSweeps = 9
+
+// monoBase is the origin of mono.
+var monoBase = time.Now()
+
+// mono reads the monotonic clock alone (time.Now reads the wall clock
+// too).
+func mono() time.Duration { return time.Since(monoBase) }
+
 // RoundTrip implements http.RoundTripper.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || !plainExchange(req) {
@@ -186,7 +219,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // get returns an idle connection to addr that is still open, or dials one.
 func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
-	now := time.Now()
+	now := mono()
 	for {
 		u.mu.Lock()
 		list := u.idle[addr]
@@ -200,9 +233,9 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		u.mu.Unlock()
 		// Bytes nobody asked for put the connection out of step (put
 		// checked at the answer's end; the probe finds later ones).
-		idle := now.Sub(c.idleAt)
+		idle := now - c.idleAt
 		if idle > u.idleTimeout || c.br.Buffered() > 0 || (idle > probeAfter && !c.alive()) {
-			c.conn.Close()
+			c.close()
 			continue
 		}
 		c.reused = true
@@ -213,6 +246,8 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 		return nil, err
 	}
 	c := &upConn{u: u, addr: addr}
+	c.headSince.Store(notWaiting)
+	c.cancelFn = c.cancel
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -220,7 +255,18 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 	c.conn = conn
 	c.awaiter, _ = conn.(rawio.Awaiter)
 	c.br = bufio.NewReaderSize(c, 4<<10)
+	u.connMu.Lock()
+	u.conns[c] = struct{}{}
+	u.connMu.Unlock()
 	return c, nil
+}
+
+// close closes the connection for good.
+func (c *upConn) close() {
+	c.conn.Close()
+	c.u.connMu.Lock()
+	delete(c.u.conns, c)
+	c.u.connMu.Unlock()
 }
 
 // put returns c to the pool after a complete exchange, if the backend sent
@@ -237,14 +283,14 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, error) {
 // buffer). BenchmarkUpstreamEndPeek measures both.
 func (u *upstream) put(c *upConn) {
 	if c.br.Buffered() > 0 || (!c.drained && !u.noEndPeek && !c.alive()) {
-		c.conn.Close()
+		c.close()
 		return
 	}
-	c.idleAt = time.Now()
+	c.idleAt = mono()
 	u.mu.Lock()
 	if u.closed || len(u.idle[c.addr]) >= u.maxIdle {
 		u.mu.Unlock()
-		c.conn.Close()
+		c.close()
 		return
 	}
 	u.idle[c.addr] = append(u.idle[c.addr], c)
@@ -256,17 +302,26 @@ func (u *upstream) put(c *upConn) {
 func (u *upstream) janitor() {
 	t := time.NewTicker(u.idleTimeout / 2)
 	defer t.Stop()
+	var heads <-chan time.Time
+	if u.headerTimeout > 0 {
+		ht := time.NewTicker(u.headerTimeout / 8)
+		defer ht.Stop()
+		heads = ht.C
+	}
 	for {
 		select {
 		case <-u.stop:
 			return
-		case now := <-t.C:
+		case <-heads:
+			u.sweepHeads()
+		case <-t.C:
+			now := mono()
 			u.mu.Lock()
 			for addr, list := range u.idle {
 				keep := list[:0]
 				for _, c := range list {
-					if now.Sub(c.idleAt) > u.idleTimeout {
-						c.conn.Close()
+					if now-c.idleAt > u.idleTimeout {
+						c.close()
 					} else {
 						keep = append(keep, c)
 					}
@@ -283,12 +338,30 @@ func (u *upstream) janitor() {
 	}
 }
 
+// sweepHeads ends the wait of every answer's head awaited for the header
+// timeout: its connection's read deadline, set in the past, fails the read
+// with a timeout (the request gets a 504, see errHeaderTimeout). The wait
+// ends between 1 and 1.125 times the timeout after the request was sent.
+// A deadline set and cleared around every head instead costs a runtime
+// timer changed twice and four clock reads a request.
+func (u *upstream) sweepHeads() {
+	e := u.epoch.Add(1)
+	u.connMu.Lock()
+	defer u.connMu.Unlock()
+	for c := range u.conns {
+		if since := c.headSince.Load(); since != notWaiting && since != timedOut && e-since >= headSweeps &&
+			c.headSince.CompareAndSwap(since, timedOut) {
+			c.conn.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
 // CloseIdleConnections closes every idle connection (and the fallback's).
 func (u *upstream) CloseIdleConnections() {
 	u.mu.Lock()
 	for addr, list := range u.idle {
 		for _, c := range list {
-			c.conn.Close()
+			c.close()
 		}
 		delete(u.idle, addr)
 	}
@@ -317,10 +390,11 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	// A cancelled request (the client went away) unblocks any read or
 	// write on the connection at once.
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, c.cancelFn)
 	fail := func(err error) (*http.Response, error) {
 		stop()
-		c.conn.Close()
+		c.headSince.Store(notWaiting)
+		c.close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -350,11 +424,13 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	c.headLeft = math.MaxInt64
+	if since := c.headSince.Load(); since == timedOut || !c.headSince.CompareAndSwap(since, notWaiting) {
+		// The head came as the sweep ended its wait: too late, and the
+		// connection's deadline is in the past.
+		return fail(errHeaderTimeout)
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("backend switched protocols without being asked to"))
-	}
-	if c.u.headerTimeout > 0 {
-		c.conn.SetReadDeadline(time.Time{})
 	}
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody {
@@ -362,13 +438,16 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if stop() && keep {
 			c.u.put(c)
 		} else {
-			c.conn.Close()
+			c.close()
 		}
 		return resp, nil
 	}
 	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
 }
+
+// cancel ends the connection's reads and writes at once.
+func (c *upConn) cancel() { c.conn.SetDeadline(aLongTimeAgo) }
 
 // headTooLarge is a backend's response head over the gateway's limit.
 type headTooLarge struct{ limit int64 }
@@ -377,10 +456,13 @@ func (e headTooLarge) Error() string {
 	return "response head larger than the gateway's limit of " + strconv.FormatInt(e.limit, 10) + " bytes"
 }
 
-// reqHeaderExclude are the headers writeRequest writes itself.
-var reqHeaderExclude = map[string]bool{
-	"Host": true, "User-Agent": true, "Content-Length": true,
-	"Transfer-Encoding": true, "Trailer": true, "Connection": true,
+// reqHeaderExcluded reports the headers writeRequest writes itself.
+func reqHeaderExcluded(k string) bool {
+	switch k {
+	case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
+		return true
+	}
+	return false
 }
 
 // writeRequest writes req in HTTP/1.1 wire format with a single flush:
@@ -439,7 +521,7 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	// In map order: Header.Write sorts the keys, which costs more than the
 	// write itself and means nothing on the wire.
 	for k, vv := range req.Header {
-		if reqHeaderExclude[k] {
+		if reqHeaderExcluded(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -458,7 +540,7 @@ func (c *upConn) writeRequest(req *http.Request) error {
 			}
 			cw.Close()
 			bw.WriteString("\r\n")
-		} else if n, err := io.CopyN(bw, body, req.ContentLength); err != nil {
+		} else if n, err := copyBody(bw, body, req.ContentLength); err != nil {
 			if err == io.EOF {
 				err = fmt.Errorf("request body ended after %d of %d bytes: %w", n, req.ContentLength, io.ErrUnexpectedEOF)
 			}
@@ -470,7 +552,7 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	// in one write, which then waits without a first read that finds
 	// nothing (the backend cannot answer before the request's first byte).
 	if c.u.headerTimeout > 0 {
-		c.conn.SetReadDeadline(time.Now().Add(c.u.headerTimeout))
+		c.headSince.Store(c.u.epoch.Load())
 	}
 	c.await = c.awaiter != nil && c.written == 0
 	err := bw.Flush()
@@ -478,11 +560,39 @@ func (c *upConn) writeRequest(req *http.Request) error {
 	return err
 }
 
+// copyBody copies n bytes of body to bw as io.CopyN would, reading into
+// bw's free space (io.CopyN makes a LimitReader per call); io.EOF if body
+// ends before them.
+func copyBody(bw *bufio.Writer, body io.Reader, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		if bw.Available() == 0 {
+			if err := bw.Flush(); err != nil {
+				return done, err
+			}
+		}
+		buf := bw.AvailableBuffer()
+		buf = buf[:min(int64(cap(buf)), n-done)]
+		m, err := body.Read(buf)
+		if m > 0 {
+			bw.Write(buf[:m]) // into the free space: no copy
+			done += int64(m)
+		}
+		if err != nil {
+			if err == io.EOF && done == n {
+				return done, nil
+			}
+			return done, err
+		}
+	}
+	return done, nil
+}
+
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 // headerValue keeps a header value on one line.
 func headerValue(v string) string {
-	if strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 		return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	return v
@@ -551,7 +661,7 @@ func (b *upBody) finish(complete bool) {
 		b.c.u.put(b.c)
 		return
 	}
-	b.c.conn.Close()
+	b.c.close()
 }
 
 func hasPort(host string) bool {

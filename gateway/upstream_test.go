@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -427,6 +428,41 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 }
 
+// TestHeaderTimeoutBounds: the header timeout, kept by a sweep, never ends
+// a wait shorter than itself, ends one much longer with a 504, and leaves
+// the connections after it sound. The backend waits for as long as the
+// request's body says.
+func TestHeaderTimeoutBounds(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	slow := rawBackend(t, func(_ int, r *http.Request, c net.Conn) {
+		d, _ := time.ParseDuration(r.Header.Get("X-Wait"))
+		time.Sleep(d)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	for _, m := range upstreamModes {
+		t.Run(m.name, func(t *testing.T) {
+			g, _ := benchGateway(t, Config{StdUpstream: m.std, ResponseHeaderTimeout: timeout}, slow, "")
+			url := front(t, g) + "/v1/chat/completions"
+			for _, tc := range []struct {
+				wait time.Duration
+				code int
+			}{{0, 200}, {timeout * 3 / 4, 200}, {0, 200}, {3 * timeout, 504}, {0, 200}, {timeout * 3 / 4, 200}} {
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{}`))
+				req.Header.Set("X-Wait", tc.wait.String())
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.code {
+					t.Errorf("backend answering after %v with a header timeout of %v: %d, want %d", tc.wait, timeout, resp.StatusCode, tc.code)
+				}
+			}
+		})
+	}
+}
+
 // Requests the upstream client leaves to the Transport still work.
 func TestUpstreamExpectContinueFallsBack(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -535,5 +571,23 @@ func TestSyntheticRequestsStayOutOfTheMeter(t *testing.T) {
 	}
 	if n := leaked.Load(); n != 0 {
 		t.Errorf("%s reached the backend %d times, want never", HeaderSynthetic, n)
+	}
+}
+
+// TestCopyBody: copyBody copies as io.CopyN does, through bodies larger
+// than the write buffer, and says io.EOF for a body that ends early.
+func TestCopyBody(t *testing.T) {
+	for _, tc := range []struct {
+		size, n int
+		err     error
+	}{{0, 0, nil}, {10, 10, nil}, {4096, 4096, nil}, {10000, 10000, nil}, {10000, 9000, nil}, {100, 200, io.EOF}, {5000, 9000, io.EOF}} {
+		src := strings.Repeat("abcdefghij", tc.size/10+1)[:tc.size]
+		var out strings.Builder
+		bw := bufio.NewWriterSize(&out, 4096)
+		n, err := copyBody(bw, iotest.HalfReader(strings.NewReader(src)), int64(tc.n))
+		bw.Flush()
+		if err != tc.err || n != int64(min(tc.size, tc.n)) || out.String() != src[:n] {
+			t.Errorf("copyBody of %d bytes, n %d: %d, %v (output %d bytes), want %d, %v", tc.size, tc.n, n, err, out.Len(), min(tc.size, tc.n), tc.err)
+		}
 	}
 }

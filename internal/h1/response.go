@@ -247,7 +247,7 @@ func (w *response) writeField(name, v string) {
 	bw := w.c.bw
 	bw.WriteString(name)
 	bw.WriteString(": ")
-	if strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 		v = oneLine.Replace(v)
 	}
 	bw.WriteString(v)

@@ -62,7 +62,10 @@ type Server struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that waits longer for its
 	// next request, and a new connection that sends nothing for that long
-	// when there is no ReadHeaderTimeout (default 0: none).
+	// when there is no ReadHeaderTimeout (default 0: none). It is kept by
+	// a sweep every eighth of it, not by a read deadline per request (a
+	// runtime timer changed twice and four clock reads): a connection is
+	// closed after between 1 and 1.125 times IdleTimeout of waiting.
 	IdleTimeout time.Duration
 	// WatchAfter is how long a request runs before its connection is
 	// watched for a client that hangs up, which cancels the request's
@@ -73,11 +76,13 @@ type Server struct {
 	Log *slog.Logger
 
 	inShutdown atomic.Bool
-	mu         sync.Mutex
-	listeners  map[net.Listener]struct{}
-	conns      map[*conn]struct{}
-	baseCtx    context.Context
-	cancel     context.CancelFunc
+	// epoch counts the idle sweeps (see IdleTimeout).
+	epoch     atomic.Int64
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	baseCtx   context.Context
+	cancel    context.CancelFunc
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -99,6 +104,45 @@ func (s *Server) init() {
 		s.conns = map[*conn]struct{}{}
 		s.listeners = map[net.Listener]struct{}{}
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		if s.IdleTimeout > 0 {
+			go s.sweepIdle()
+		}
+	}
+}
+
+// idleSweeps is how many sweeps a connection waits before it is closed:
+// one more than the eight that make IdleTimeout, since it may have begun
+// to wait just after a sweep.
+const idleSweeps = 9
+
+// notIdle marks a connection the sweep leaves alone (a new one whose
+// first head has ReadHeaderTimeout's deadline).
+const notIdle = math.MaxInt64
+
+// sweepIdle closes the connections that have waited for their next request
+// for IdleTimeout, every eighth of it, until Close, or until Shutdown has
+// closed every connection.
+func (s *Server) sweepIdle() {
+	t := time.NewTicker(s.IdleTimeout / 8)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.baseCtx.Done():
+			return
+		case <-t.C:
+		}
+		e := s.epoch.Add(1)
+		s.mu.Lock()
+		for c := range s.conns {
+			if since := c.idleEpoch.Load(); since != notIdle && e-since >= idleSweeps && c.state.CompareAndSwap(stateIdle, stateClosed) {
+				c.nc.Close()
+			}
+		}
+		done := s.inShutdown.Load() && len(s.conns) == 0
+		s.mu.Unlock()
+		if done {
+			return
+		}
 	}
 }
 
@@ -217,6 +261,11 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.aw, _ = c.rw.(rawio.Awaiter)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.res.header = http.Header{}
+	if s.ReadHeaderTimeout > 0 {
+		c.idleEpoch.Store(notIdle)
+	} else {
+		c.idleEpoch.Store(s.epoch.Load())
+	}
 	if a := nc.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}
@@ -236,7 +285,10 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	state  atomic.Int32
-	res    response
+	// idleEpoch is the server's epoch when the connection began to wait
+	// for its next request (notIdle: not counted).
+	idleEpoch atomic.Int64
+	res       response
 	// body is the current request's body (for the watch; under watchMu).
 	body *body
 	// werr is the first error writing to the client.
@@ -261,10 +313,18 @@ type conn struct {
 	dateSec int64
 	scratch []byte
 
-	// The watch for a client that hangs up (see Server.WatchAfter).
+	// The watch for a client that hangs up (see Server.WatchAfter). The
+	// timer is not stopped when a request ends, nor set again for the
+	// next: while timerSet it fires once, and watch looks at the request
+	// then running, started at reqStart (on the monotonic clock, see
+	// mono), and sets the timer for the rest of its WatchAfter. A
+	// connection with requests back to back pays a timer every WatchAfter,
+	// not two changes of one per request.
 	watchTimer *time.Timer
 	watchMu    sync.Mutex
 	inRequest  bool
+	timerSet   bool
+	reqStart   time.Duration
 	watching   bool
 	stopping   bool
 	watchDone  chan struct{}
@@ -344,19 +404,14 @@ func (c *conn) serve() {
 		// Waiting for a request: for a new connection the header timeout,
 		// which bounds its whole first head (a client that connects and
 		// sends nothing is dropped, as by net/http); for the next requests
-		// the idle timeout.
-		armed, headArmed := true, false
+		// the idle timeout, which the server's sweep keeps (sweepIdle).
+		armed := false
 		switch {
 		case first && c.s.ReadHeaderTimeout > 0:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
-			headArmed = true
-		case c.s.IdleTimeout > 0:
-			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+			armed = true
 		case c.awaitSet:
 			c.nc.SetReadDeadline(time.Time{}) // awaitNext's
-			armed = false
-		default:
-			armed = false
 		}
 		c.awaitSet = false
 		// The head's limit counts from its first byte.
@@ -371,9 +426,10 @@ func (c *conn) serve() {
 		// Otherwise the head has one deadline, never moved once its first
 		// byte has come: a client sending it a byte at a time is cut at
 		// the header timeout, not at twice it.
+		c.idleEpoch.Store(notIdle)
 		deadline := c.s.ReadHeaderTimeout > 0 && wire.HeadLen(c.br) < 0
 		switch {
-		case deadline && !headArmed:
+		case deadline && !armed:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 		case !deadline && armed:
 			c.nc.SetReadDeadline(time.Time{})
@@ -394,6 +450,7 @@ func (c *conn) serve() {
 		if !c.serveRequest(req) {
 			return
 		}
+		c.idleEpoch.Store(c.s.epoch.Load())
 		if !c.state.CompareAndSwap(stateActive, stateIdle) || c.s.inShutdown.Load() {
 			return
 		}
@@ -568,32 +625,58 @@ func (s *Server) watchAfter() time.Duration {
 	return 20 * time.Millisecond
 }
 
-// armWatch starts the timer after which the connection is watched.
+// armWatch makes sure the timer after which the connection is watched
+// will fire (see conn.watchTimer).
 func (c *conn) armWatch(b *body) {
 	d := c.s.watchAfter()
+	now := mono()
 	c.watchMu.Lock()
 	c.inRequest = true
 	c.body = b
-	if c.watchTimer == nil {
-		c.watchTimer = time.AfterFunc(d, c.watch)
-	} else {
-		c.watchTimer.Reset(d)
+	c.reqStart = now
+	if !c.timerSet {
+		c.timerSet = true
+		if c.watchTimer == nil {
+			c.watchTimer = time.AfterFunc(d, c.watch)
+		} else {
+			c.watchTimer.Reset(d)
+		}
 	}
 	c.watchMu.Unlock()
 }
+
+// monoBase is the origin of mono.
+var monoBase = time.Now()
+
+// mono reads the monotonic clock alone (time.Now reads the wall clock
+// too).
+func mono() time.Duration { return time.Since(monoBase) }
 
 // watch reads from the connection while the handler runs: an error other
 // than the deadline endWatch sets means the client has gone, which cancels
 // the connection's context and with it the request.
 func (c *conn) watch() {
 	c.watchMu.Lock()
+	c.timerSet = false
 	if !c.inRequest || c.watching {
+		// Between requests, or watched already: the next request sets
+		// the timer again.
+		c.watchMu.Unlock()
+		return
+	}
+	d := c.s.watchAfter()
+	if ran := mono() - c.reqStart; ran < d {
+		// A request that began since the timer was set: its turn comes
+		// when it has run for d.
+		c.timerSet = true
+		c.watchTimer.Reset(d - ran)
 		c.watchMu.Unlock()
 		return
 	}
 	if !c.body.done() {
 		// The handler still reads the body: look again later.
-		c.watchTimer.Reset(c.s.watchAfter())
+		c.timerSet = true
+		c.watchTimer.Reset(d)
 		c.watchMu.Unlock()
 		return
 	}
@@ -615,7 +698,6 @@ func (c *conn) watch() {
 // endWatch stops the timer and a running watch, so that the connection is
 // the serving goroutine's alone again.
 func (c *conn) endWatch() {
-	c.watchTimer.Stop()
 	c.watchMu.Lock()
 	c.inRequest = false
 	watching := c.watching

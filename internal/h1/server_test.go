@@ -306,6 +306,50 @@ func TestClientGoneCancelsRequest(t *testing.T) {
 	}
 }
 
+// TestClientGoneAfterQuickRequests: the watch's timer is set once for
+// requests back to back (see conn.watchTimer); a long request after many
+// quick ones on the same connection is still watched from its own
+// WatchAfter, and its context cancelled when its client hangs up.
+func TestClientGoneAfterQuickRequests(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan time.Duration, 1)
+	addr := start(t, &Server{WatchAfter: 30 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/long" {
+			io.WriteString(w, "ok")
+			return
+		}
+		begin := time.Now()
+		close(started)
+		select {
+		case <-r.Context().Done():
+			cancelled <- time.Since(begin)
+		case <-time.After(20 * time.Second):
+			cancelled <- -1
+		}
+	})})
+	c, br := dialRaw(t, addr)
+	// Quick requests for longer than WatchAfter, so that the timer fires
+	// while requests come and go.
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+		io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("quick request: %s", resp.Status)
+		}
+	}
+	io.WriteString(c, "GET /long HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+	c.Close()
+	if d := <-cancelled; d < 0 {
+		t.Fatal("the long request's context was not cancelled when its client hung up")
+	}
+}
+
 // TestQuickRequestsKeepTheirContext: requests that end before WatchAfter,
 // and long ones whose client stays, are not cancelled; a pipelined request
 // read by the watch is served.

@@ -50,13 +50,17 @@ func TestIdleTimeout(t *testing.T) {
 				io.WriteString(w, "ok")
 			}), 10*time.Second, 300*time.Millisecond)
 			c, br := dialRaw(t, addr)
-			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
+			// Waits shorter than the idle timeout keep the connection.
+			for _, wait := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond} {
+				time.Sleep(wait)
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("after a wait of %v (idle timeout 300ms): %v", wait, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
 			if !closedWithin(c, br, 10*time.Second) {
 				t.Fatal("an idle keep-alive connection is still open 10s after a 300ms idle timeout")
 			}
