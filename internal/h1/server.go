@@ -77,12 +77,18 @@ type Server struct {
 
 	inShutdown atomic.Bool
 	// epoch counts the idle sweeps (see IdleTimeout).
-	epoch     atomic.Int64
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	baseCtx   context.Context
-	cancel    context.CancelFunc
+	epoch atomic.Int64
+	// awaitEpoch counts the ticks of the watchdog of awaitNext's waits,
+	// from 1; awaitWatch: the watchdog runs.
+	awaitEpoch atomic.Int64
+	awaitWatch atomic.Bool
+	// endWaits ends every wait of awaitNext before it begins (for a test).
+	endWaits bool
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	baseCtx    context.Context
+	cancel     context.CancelFunc
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -101,6 +107,7 @@ const discardLimit = 256 << 10
 
 func (s *Server) init() {
 	if s.conns == nil {
+		s.awaitEpoch.Store(1)
 		s.conns = map[*conn]struct{}{}
 		s.listeners = map[net.Listener]struct{}{}
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
@@ -108,6 +115,68 @@ func (s *Server) init() {
 			go s.sweepIdle()
 		}
 	}
+}
+
+// startAwaitWatch starts the watchdog of awaitNext's waits unless it runs.
+func (s *Server) startAwaitWatch() {
+	if !s.awaitWatch.Load() && s.awaitWatch.CompareAndSwap(false, true) {
+		go s.watchAwaits()
+	}
+}
+
+// watchAwaits ends the waits of awaitNext that began two ticks ago or
+// more, a tick every half awaitFallback: a wait ends after between half
+// awaitFallback and awaitFallback. It stops at a tick that finds no
+// connection waiting (the next wait starts it again).
+func (s *Server) watchAwaits() {
+	t := time.NewTicker(awaitFallback / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.baseCtx.Done():
+			s.awaitWatch.Store(false)
+			return
+		case <-t.C:
+		}
+		e := s.awaitEpoch.Add(1)
+		if s.endAwaits(e) {
+			continue
+		}
+		// None waits: stop, unless a wait began after its connection
+		// was looked at and its start found the watchdog still running.
+		s.awaitWatch.Store(false)
+		if !s.endAwaits(e) || !s.awaitWatch.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// endAwaits ends the waits that began before epoch e-1 and reports
+// whether any connection waits.
+func (s *Server) endAwaits(e int64) bool {
+	waiting := false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		since := c.awaitSince.Load()
+		if since <= 0 {
+			continue
+		}
+		waiting = true
+		if e-since >= 2 {
+			c.endAwait(since)
+		}
+	}
+	return waiting
+}
+
+// endAwait ends the wait that began at epoch since, if it still runs.
+func (c *conn) endAwait(since int64) {
+	c.awaitMu.Lock()
+	if c.awaitSince.CompareAndSwap(since, awaitEnded) {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	c.awaitMu.Unlock()
 }
 
 // idleSweeps is how many sweeps a connection waits before it is closed:
@@ -304,10 +373,14 @@ type conn struct {
 	contMu                 sync.Mutex
 	canContinue, continued bool
 	// aw is rw's WriteAwaitRead (nil without); await asks the next write
-	// to use it, and awaitSet says that it set a read deadline.
-	aw       rawio.Awaiter
-	await    bool
-	awaitSet bool
+	// to use it. awaitSince is the server's await epoch when the wait
+	// began (0: not waiting, ended: the server's watchdog ended it, see
+	// awaitNext); awaitMu orders the watchdog's deadline and the clearing
+	// of it.
+	aw         rawio.Awaiter
+	await      bool
+	awaitSince atomic.Int64
+	awaitMu    sync.Mutex
 
 	date    []byte
 	dateSec int64
@@ -349,9 +422,12 @@ func (w connWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// awaitFallback bounds the wait of awaitNext (a variable for the test of a
-// deadline that passes before the wait begins).
-var awaitFallback = 20 * time.Millisecond
+// awaitFallback bounds the wait of awaitNext: the server's watchdog ends
+// the waits that have lasted for between half of it and all of it.
+const awaitFallback = 20 * time.Millisecond
+
+// awaitEnded marks conn.awaitSince of a wait the watchdog ended.
+const awaitEnded = -1
 
 // awaitNext writes the last bytes of an answer and waits for the next
 // request without the read that finds nothing (rawio.WriteAwaitRead), one
@@ -360,10 +436,30 @@ var awaitFallback = 20 * time.Millisecond
 // last read, which only a pipelining client does, would not wake it: the
 // wait is bounded by awaitFallback, after which the serve loop reads as
 // usual, so such a client is delayed, never stuck.
+//
+// The bound is kept by the server's watchdog (watchAwaits), which sets
+// the read deadline of a connection that has waited too long in the past,
+// rather than by a read deadline per answer, set before the wait and
+// cleared after it: a runtime timer changed twice and four clock reads an
+// answer. A client that sends its next request within the bound, as
+// under load, costs no deadline at all.
 func (c *conn) awaitNext(p []byte) (int, error) {
-	c.nc.SetReadDeadline(time.Now().Add(awaitFallback))
-	c.awaitSet = true
+	since := c.s.awaitEpoch.Load()
+	c.awaitSince.Store(since)
+	if c.s.endWaits {
+		c.endAwait(since)
+	} else {
+		c.s.startAwaitWatch()
+	}
 	n, err := c.aw.WriteAwaitRead(p)
+	if !c.awaitSince.CompareAndSwap(since, 0) {
+		// The watchdog ended the wait: its deadline goes, under awaitMu,
+		// which the watchdog held while it set it.
+		c.awaitMu.Lock()
+		c.nc.SetReadDeadline(time.Time{})
+		c.awaitSince.Store(0)
+		c.awaitMu.Unlock()
+	}
 	if err != nil && n == len(p) {
 		err = nil // the wait's end: the next read tells
 	}
@@ -406,14 +502,10 @@ func (c *conn) serve() {
 		// sends nothing is dropped, as by net/http); for the next requests
 		// the idle timeout, which the server's sweep keeps (sweepIdle).
 		armed := false
-		switch {
-		case first && c.s.ReadHeaderTimeout > 0:
+		if first && c.s.ReadHeaderTimeout > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 			armed = true
-		case c.awaitSet:
-			c.nc.SetReadDeadline(time.Time{}) // awaitNext's
 		}
-		c.awaitSet = false
 		// The head's limit counts from its first byte.
 		c.lr.N = maxHeader + 4096
 		if _, err := c.br.Peek(1); err != nil {

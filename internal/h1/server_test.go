@@ -670,18 +670,15 @@ func TestPipelinedDuringHandler(t *testing.T) {
 }
 
 // TestAnswerOutlivesTheAwaitDeadline: the last write of an answer waits for
-// the next request until a read deadline awaitFallback away. On a loaded
+// the next request until the watchdog ends the wait. On a loaded
 // machine the goroutine can be descheduled past that deadline before the
 // write; the answer must still go out whole and the connection go on. (The
 // netpoller refused the wait before the write, the timeout was taken for a
 // write error, and the client got EOF instead of its answer: one request
 // in a few hundred under the race detector on two cores.) A deadline
-// already passed makes every answer take that path.
+// already passed (endWaits) makes every answer take that path.
 func TestAnswerOutlivesTheAwaitDeadline(t *testing.T) {
-	old := awaitFallback
-	awaitFallback = -time.Second
-	t.Cleanup(func() { awaitFallback = old })
-	addr := start(t, &Server{IdleTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := start(t, &Server{endWaits: true, IdleTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Write(body)
 	})})
@@ -704,5 +701,33 @@ func TestAnswerOutlivesTheAwaitDeadline(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections for 20 requests, want 1 (keep-alive)", n)
+	}
+}
+
+// TestAwaitWatchdogStops: the watchdog of awaitNext's waits runs while
+// connections wait and stops when none does, and a keep-alive connection
+// idle past the bound of its wait is served as usual after it.
+func TestAwaitWatchdogStops(t *testing.T) {
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	addr := start(t, s)
+	c, br := dialRaw(t, addr)
+	for i := range 3 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(3 * awaitFallback) // past the wait's bound
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.awaitWatch.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the await watchdog still runs 10s after the last answer")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
