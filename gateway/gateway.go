@@ -337,7 +337,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBodyError(w, tooLarge{g.cfg.MaxRequestBytes})
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength < 0 {
+		// (A body of known length is no longer than its Content-Length:
+		// the server's body reader ends there.)
 		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxRequestBytes)
 	}
 	// Expect: 100-continue ends here, as with nginx: the gateway's server

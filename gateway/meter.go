@@ -521,8 +521,10 @@ func (mw *meterWriter) Unwrap() http.ResponseWriter { return mw.ResponseWriter }
 func (mw *meterWriter) firstBytes() []byte { return mw.head }
 
 func (mw *meterWriter) sample(revision string) modelslot.Sample {
-	now := time.Now()
-	s := modelslot.Sample{Time: now, Status: mw.status, Latency: now.Sub(mw.start), TTFT: mw.ttft, Revision: revision}
+	// One read of the monotonic clock; the end's wall time from the
+	// start's.
+	lat := time.Since(mw.start)
+	s := modelslot.Sample{Time: mw.start.Add(lat), Status: mw.status, Latency: lat, TTFT: mw.ttft, Revision: revision}
 	if mw.status == 0 {
 		s.Status = 0
 	}

@@ -39,19 +39,21 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength == 0 {
 		r.Body = nil // nothing to send, and a retry needs no body again
 	}
-	resp, err := g.upstream.RoundTrip(r)
+	dst := w.Header()
+	resp, merged, err := g.upstream.roundTripInto(r, dst)
 	if err != nil {
 		g.proxyError(w, r, err)
 		return
 	}
-	removeHeaders(resp.Header, hopHeader)
-	dst := w.Header()
-	for k, vv := range resp.Header {
-		if old, ok := dst[k]; ok {
-			// A copy: old may be shared (the gateway's own headers).
-			dst[k] = append(old[:len(old):len(old)], vv...)
-		} else {
-			dst[k] = vv // the response is ours alone: no copy
+	if !merged {
+		removeHeaders(resp.Header, hopHeader)
+		for k, vv := range resp.Header {
+			if old, ok := dst[k]; ok {
+				// A copy: old may be shared (the gateway's own headers).
+				dst[k] = append(old[:len(old):len(old)], vv...)
+			} else {
+				dst[k] = vv // the response is ours alone: no copy
+			}
 		}
 	}
 	announced := len(resp.Trailer)

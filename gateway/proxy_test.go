@@ -147,3 +147,35 @@ func TestRemoveHeaders(t *testing.T) {
 		t.Errorf("answer headers left: %v, want %v", resp, want)
 	}
 }
+
+// TestProxyHeadersPlainAnswer: an answer of known length, whose header
+// fields go straight into the client's header map (the upstream's merge),
+// loses its hop-by-hop fields and keeps the rest after the gateway's own.
+func TestProxyHeadersPlainAnswer(t *testing.T) {
+	backend := rawBackend(t, func(_ int, _ *http.Request, c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n"+
+			"Upgrade: h2c\r\nTrailer: X-T\r\nX-Request-Id: abc\r\nX-Modelslot-Slot: backend\r\nPragma: no-cache\r\nContent-Length: 2\r\n\r\n{}")
+	})
+	for _, m := range upstreamModes {
+		t.Run(m.name, func(t *testing.T) {
+			g, _ := benchGateway(t, Config{StdUpstream: m.std}, backend, "")
+			for i := range 3 { // the slot's header slice is shared between requests
+				code, body, h := post(t, front(t, g), `{}`)
+				if code != 200 || body != "{}" {
+					t.Fatalf("request %d: %d %q", i, code, body)
+				}
+				for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Upgrade", "Trailer"} {
+					if v, ok := h[k]; ok {
+						t.Errorf("client saw %s: %v", k, v)
+					}
+				}
+				if got := h["X-Modelslot-Slot"]; len(got) != 2 || got[1] != "backend" {
+					t.Errorf("X-Modelslot-Slot %q, want the gateway's then the backend's", got)
+				}
+				if h.Get("X-Request-Id") != "abc" || h.Get("Cache-Control") != "no-cache" || h.Get("Content-Length") != "2" {
+					t.Errorf("client's headers: %v", h)
+				}
+			}
+		})
+	}
+}

@@ -105,6 +105,7 @@ type upConn struct {
 	// its answer's head awaited, notWaiting otherwise, timedOut once the
 	// sweep has ended the wait.
 	headSince atomic.Int64
+	sweepMu   sync.Mutex
 	// cancelFn is cancel as a func value, made once.
 	cancelFn func()
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
@@ -178,8 +179,18 @@ func mono() time.Duration { return time.Since(monoBase) }
 
 // RoundTrip implements http.RoundTripper.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, _, err := u.roundTripInto(req, nil)
+	return resp, err
+}
+
+// roundTripInto is RoundTrip for a proxy that puts the answer's header
+// fields, but the hop-by-hop ones, into dst (its client's header map):
+// when merged, resp.Header is dst and holds them (wire.ReadResponseInto);
+// otherwise dst is untouched. A nil dst merges nothing.
+func (u *upstream) roundTripInto(req *http.Request, dst http.Header) (resp *http.Response, merged bool, err error) {
 	if req.URL.Scheme != "http" || !plainExchange(req) {
-		return u.fallback.RoundTrip(req)
+		resp, err = u.fallback.RoundTrip(req)
+		return resp, false, err
 	}
 	addr := req.URL.Host
 	if !hasPort(addr) {
@@ -191,25 +202,25 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			if req.Body != nil {
 				req.Body.Close()
 			}
-			return nil, err
+			return nil, false, err
 		}
-		resp, err := c.roundTrip(req)
+		resp, merged, err := c.roundTrip(req, dst)
 		if err == nil {
-			return resp, nil
+			return resp, merged, nil
 		}
 		// A reused connection the backend closed at the moment it was
 		// taken: retry once on a new one when nothing of the request was
 		// sent and the body can be sent again (http.Transport's rule).
 		if attempt > 0 || !c.reused || c.written > 0 || req.Context().Err() != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if req.Body != nil && req.Body != http.NoBody {
 			if req.GetBody == nil {
-				return nil, err
+				return nil, false, err
 			}
 			body, gerr := req.GetBody()
 			if gerr != nil {
-				return nil, err
+				return nil, false, err
 			}
 			req = req.Clone(req.Context())
 			req.Body = body
@@ -349,9 +360,12 @@ func (u *upstream) sweepHeads() {
 	u.connMu.Lock()
 	defer u.connMu.Unlock()
 	for c := range u.conns {
-		if since := c.headSince.Load(); since != notWaiting && since != timedOut && e-since >= headSweeps &&
-			c.headSince.CompareAndSwap(since, timedOut) {
-			c.conn.SetReadDeadline(aLongTimeAgo)
+		if since := c.headSince.Load(); since != notWaiting && since != timedOut && e-since >= headSweeps {
+			c.sweepMu.Lock()
+			if c.headSince.CompareAndSwap(since, timedOut) {
+				c.conn.SetReadDeadline(aLongTimeAgo)
+			}
+			c.sweepMu.Unlock()
 		}
 	}
 }
@@ -383,37 +397,44 @@ func (u *upstream) close() {
 
 var errBackendClosed = errors.New("backend closed the connection before answering")
 
-// roundTrip sends req on c and reads the response headers. On error the
-// connection is closed.
-func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
+// roundTrip sends req on c and reads the response headers (into dst, see
+// roundTripInto). On error the connection is closed, and dst untouched.
+func (c *upConn) roundTrip(req *http.Request, dst http.Header) (*http.Response, bool, error) {
 	c.written = 0
 	ctx := req.Context()
 	// A cancelled request (the client went away) unblocks any read or
 	// write on the connection at once.
 	stop := context.AfterFunc(ctx, c.cancelFn)
-	fail := func(err error) (*http.Response, error) {
+	fail := func(err error) (*http.Response, bool, error) {
 		stop()
 		c.headSince.Store(notWaiting)
 		c.close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, errBackendClosed
+			return nil, false, errBackendClosed
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if err := c.writeRequest(req); err != nil {
 		return fail(err)
 	}
 	var resp *http.Response
+	merged := false
 	// The limit holds for the final head and the informational ones
 	// before it together (as in net/http's Transport): an endless run of
 	// 1xx answers ends there too.
 	c.headLeft = c.u.maxHead
 	for {
 		var err error
-		resp, err = wire.ReadResponse(c.br, req)
+		if dst != nil {
+			// Only a final answer of 200 or more merges (and nothing
+			// fails after it below).
+			resp, merged, err = wire.ReadResponseInto(c.br, req, dst, hopHeader)
+		} else {
+			resp, err = wire.ReadResponse(c.br, req)
+		}
 		if err != nil {
 			return fail(headerTimeout(err))
 		}
@@ -425,9 +446,13 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c.headLeft = math.MaxInt64
 	if since := c.headSince.Load(); since == timedOut || !c.headSince.CompareAndSwap(since, notWaiting) {
-		// The head came as the sweep ended its wait: too late, and the
-		// connection's deadline is in the past.
-		return fail(errHeaderTimeout)
+		// The sweep ended the wait as the head came: the head is whole,
+		// so the answer goes on, without the deadline the sweep set
+		// (under sweepMu, which orders the two).
+		c.sweepMu.Lock()
+		c.conn.SetReadDeadline(time.Time{})
+		c.headSince.Store(notWaiting)
+		c.sweepMu.Unlock()
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("backend switched protocols without being asked to"))
@@ -440,10 +465,10 @@ func (c *upConn) roundTrip(req *http.Request) (*http.Response, error) {
 		} else {
 			c.close()
 		}
-		return resp, nil
+		return resp, merged, nil
 	}
 	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
-	return resp, nil
+	return resp, merged, nil
 }
 
 // cancel ends the connection's reads and writes at once.

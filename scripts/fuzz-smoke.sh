@@ -12,6 +12,7 @@ fuzztime="${FUZZTIME:-10s}"
 targets=(
   "./internal/wire FuzzRequest"     # request heads
   "./internal/wire FuzzResponse"    # response heads
+  "./internal/wire FuzzResponseInto" # response heads merged into a proxy's header map
   "./config FuzzParse"              # the daemon's YAML file
   "./rollout FuzzParsePlan"         # rollout plans
   "./local FuzzDeployment"          # deploy requests

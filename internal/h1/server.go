@@ -519,14 +519,18 @@ func (c *conn) serve() {
 		// byte has come: a client sending it a byte at a time is cut at
 		// the header timeout, not at twice it.
 		c.idleEpoch.Store(notIdle)
-		deadline := c.s.ReadHeaderTimeout > 0 && wire.HeadLen(c.br) < 0
+		end := -1
+		if c.s.ReadHeaderTimeout > 0 {
+			end = wire.HeadLen(c.br)
+		}
+		deadline := c.s.ReadHeaderTimeout > 0 && end < 0
 		switch {
 		case deadline && !armed:
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 		case !deadline && armed:
 			c.nc.SetReadDeadline(time.Time{})
 		}
-		req, err := wire.ReadRequest(c.ctx, c.br, int(maxHeader))
+		req, plain, err := wire.ReadRequestHead(c.ctx, c.br, int(maxHeader), end)
 		if deadline {
 			c.nc.SetReadDeadline(time.Time{})
 		}
@@ -535,7 +539,7 @@ func (c *conn) serve() {
 			return
 		}
 		c.lr.N = math.MaxInt64
-		if code, msg := checkRequest(req); code != 0 {
+		if code, msg := checkRequest(req, plain); code != 0 {
 			c.reject(code, msg)
 			return
 		}
@@ -553,7 +557,7 @@ func (c *conn) serve() {
 // to the server. Its textproto reader checks header values and names byte
 // by byte but lets a name with a space through ("Transfer-Encoding :",
 // go.dev/issue/34540), which net/http's server refuses and so does this one.
-func checkRequest(req *http.Request) (int, string) {
+func checkRequest(req *http.Request, plain bool) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
@@ -563,9 +567,11 @@ func checkRequest(req *http.Request) (int, string) {
 	if req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
 		return http.StatusBadRequest, "malformed Host header"
 	}
-	for k := range req.Header {
-		if strings.IndexByte(k, ' ') >= 0 {
-			return http.StatusBadRequest, "invalid header name"
+	if !plain { // internal/wire parsed names as tokens
+		for k := range req.Header {
+			if strings.IndexByte(k, ' ') >= 0 {
+				return http.StatusBadRequest, "invalid header name"
+			}
 		}
 	}
 	if e := req.Header["Expect"]; len(e) > 0 {

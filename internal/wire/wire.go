@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -37,14 +38,22 @@ const maxFields = 64
 // maxHead is the largest head parsed here (larger ones go to net/http; the
 // caller bounds what net/http reads).
 func ReadRequest(ctx context.Context, br *bufio.Reader, maxHead int) (*http.Request, error) {
-	if req := fastRequest(ctx, br, maxHead); req != nil {
-		return req, nil
+	req, _, err := ReadRequestHead(ctx, br, maxHead, -1)
+	return req, err
+}
+
+// ReadRequestHead is ReadRequest for a caller that may know the head's
+// length (end, from HeadLen; -1: not known) and wants to know whether the
+// head was parsed here (plain): its header names are then tokens.
+func ReadRequestHead(ctx context.Context, br *bufio.Reader, maxHead, end int) (req *http.Request, plain bool, err error) {
+	if req := fastRequestAt(ctx, br, maxHead, end); req != nil {
+		return req, true, nil
 	}
-	req, err := http.ReadRequest(br)
+	req, err = http.ReadRequest(br)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return req.WithContext(ctx), nil
+	return req.WithContext(ctx), false, nil
 }
 
 // ReadResponse reads a response to req as http.ReadResponse does.
@@ -219,10 +228,16 @@ func version(b []byte, i int) (proto string, minor int, ok bool) {
 }
 
 func fastRequest(ctx context.Context, br *bufio.Reader, maxHead int) *http.Request {
+	return fastRequestAt(ctx, br, maxHead, -1)
+}
+
+func fastRequestAt(ctx context.Context, br *bufio.Reader, maxHead, end int) *http.Request {
 	if _, err := br.Peek(1); err != nil {
 		return nil // net/http reports it
 	}
-	end := HeadLen(br)
+	if end < 0 {
+		end = HeadLen(br)
+	}
 	if end < 0 || end > maxHead {
 		return nil
 	}
@@ -301,6 +316,173 @@ func fastRequest(ctx context.Context, br *bufio.Reader, maxHead int) *http.Reque
 		req.Body = &Body{r: br, n: n}
 	}
 	return req.WithContext(ctx) // the only copy on the heap
+}
+
+// ReadResponseInto reads a response to req as ReadResponse does, except
+// that a plainly formed answer (one fastResponse takes) whose Connection
+// field, if any, says only close or keep-alive has its header fields put
+// straight into dst: after the values dst already holds for the same
+// name, and without the fields drop reports (a proxy's hop-by-hop
+// fields). resp.Header is then dst, and merged is true: a proxy need not
+// build the backend's header map, clean it and copy it into its client's.
+// Otherwise dst is left as it is and resp is ReadResponse's.
+func ReadResponseInto(br *bufio.Reader, req *http.Request, dst http.Header, drop func(string) bool) (resp *http.Response, merged bool, err error) {
+	if resp := fastResponseInto(br, req, dst, drop); resp != nil {
+		return resp, true, nil
+	}
+	resp, err = ReadResponse(br, req)
+	return resp, false, err
+}
+
+// respHead is a plainly formed response head, scanned.
+type respHead struct {
+	end, code, minor, reason int
+	proto                    string
+	b                        []byte
+	fs                       fields
+}
+
+// scanResponse scans the head of a plainly formed answer in br's buffer
+// (a status of 200 or more but 204 and 304, a head whole in the buffer,
+// token names...), or reports false.
+func scanResponse(br *bufio.Reader, req *http.Request, h *respHead) bool {
+	if req != nil && req.Method == http.MethodHead {
+		return false // no body whatever the head says: net/http's rules
+	}
+	if _, err := br.Peek(1); err != nil {
+		return false // net/http reports it
+	}
+	end := HeadLen(br)
+	if end < 0 {
+		return false
+	}
+	b, _ := br.Peek(end)
+	proto, minor, ok := version(b, 0)
+	if !ok || len(b) < 13 || b[8] != ' ' {
+		return false
+	}
+	for _, c := range b[9:12] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	code := int(b[9]-'0')*100 + int(b[10]-'0')*10 + int(b[11]-'0')
+	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+		return false
+	}
+	i := 12
+	if b[i] == ' ' {
+		for i++; i < len(b) && valueByte[b[i]]; i++ {
+		}
+	}
+	if i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' || !h.fs.scan(b, i+2) {
+		return false
+	}
+	h.end, h.code, h.minor, h.reason, h.proto, h.b = end, code, minor, i, proto, b
+	return true
+}
+
+func fastResponseInto(br *bufio.Reader, req *http.Request, dst http.Header, drop func(string) bool) *http.Response {
+	var h respHead
+	if !scanResponse(br, req, &h) {
+		return nil
+	}
+	// What net/http decides from the fields: one Content-Length, plain
+	// digits; no Transfer-Encoding; close from Connection, whose tokens
+	// must be close or keep-alive (another token names a field to drop,
+	// which the caller does on a map of the backend's own).
+	lengths, te, n, lengthOK := 0, false, int64(0), false
+	closeTok, keepAlive, otherTok := false, false, false
+	pragmaSeen, pragma, cacheControl := false, false, false
+	for _, fd := range h.fs.f[:h.fs.n] {
+		name, v := h.b[fd.k0:fd.k1], h.b[fd.v0:fd.v1]
+		switch {
+		case equalFold(name, "Content-Length"):
+			lengths++
+			if len(v) > 0 {
+				u, err := strconv.ParseUint(string(v), 10, 63)
+				n, lengthOK = int64(u), err == nil
+			}
+		case equalFold(name, "Transfer-Encoding"):
+			te = true
+		case equalFold(name, "Connection"):
+			for t := range bytes.SplitSeq(v, []byte(",")) {
+				t = bytes.Trim(t, " \t")
+				switch {
+				case len(t) == 0:
+				case equalFold(t, "close"):
+					closeTok = true
+				case equalFold(t, "keep-alive"):
+					keepAlive = true
+				default:
+					otherTok = true
+				}
+			}
+		case equalFold(name, "Pragma"):
+			// net/http looks at the first Pragma value only.
+			if !pragmaSeen {
+				pragmaSeen, pragma = true, string(v) == "no-cache"
+			}
+		case equalFold(name, "Cache-Control"):
+			cacheControl = true
+		}
+	}
+	if te || lengths != 1 || !lengthOK || otherTok {
+		return nil
+	}
+	s := string(h.b)
+	vals := make([]string, h.fs.n+1)
+	for j, f := range h.fs.f[:h.fs.n] {
+		k := s[f.k0:f.k1]
+		if !canonical(k) {
+			k = http.CanonicalHeaderKey(k)
+		}
+		if drop(k) {
+			continue
+		}
+		vals[j] = s[f.v0:f.v1]
+		addValue(dst, k, vals[j:j+1:j+1])
+	}
+	if pragma && !cacheControl {
+		vals[h.fs.n] = "no-cache"
+		addValue(dst, "Cache-Control", vals[h.fs.n:])
+	}
+	resp := &http.Response{
+		Status:        s[9:h.reason],
+		StatusCode:    h.code,
+		Proto:         h.proto,
+		ProtoMajor:    1,
+		ProtoMinor:    h.minor,
+		Header:        dst,
+		Body:          http.NoBody,
+		ContentLength: n,
+		Request:       req,
+	}
+	if h.minor == 0 {
+		resp.Close = closeTok || !keepAlive
+	} else {
+		resp.Close = closeTok
+	}
+	br.Discard(h.end)
+	if n > 0 {
+		resp.Body = &Body{r: br, n: n}
+	}
+	return resp
+}
+
+// addValue appends the single value v to dst[k], copying what dst holds:
+// its slices may be shared.
+func addValue(dst http.Header, k string, v []string) {
+	if old, ok := dst[k]; ok {
+		dst[k] = append(old[:len(old):len(old)], v[0])
+	} else {
+		dst[k] = v
+	}
+}
+
+// equalFold compares an ASCII name with a lower- or mixed-case one.
+func equalFold(b []byte, name string) bool {
+	return len(b) == len(name) && strings.EqualFold(string(b), name)
 }
 
 func fastResponse(br *bufio.Reader, req *http.Request) *http.Response {

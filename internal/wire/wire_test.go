@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -344,4 +345,148 @@ func BenchmarkReadResponse(b *testing.B) {
 			}
 		})
 	}
+}
+
+// hop is a proxy's drop function for ReadResponseInto (the gateway's
+// hop-by-hop fields).
+func hop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// gatewayHeaders is what a proxy's answer holds before the backend's
+// fields come: its own, one of them shared, and one name a backend sends
+// too.
+func gatewayHeaders() (http.Header, []string) {
+	shared := []string{"production"}
+	return http.Header{"X-Modelslot-Slot": shared, "Set-Cookie": {"route=staging"}}, shared
+}
+
+// TestResponseIntoMatchesNetHTTP: ReadResponseInto gives what a proxy gets
+// from net/http's answer with its hop-by-hop fields (and those its
+// Connection field names) removed and the rest added to its own header
+// map; when it does not merge, dst is untouched and the answer is
+// ReadResponse's.
+func TestResponseIntoMatchesNetHTTP(t *testing.T) {
+	extra := []struct{ name, method, raw string }{
+		{"connection keep-alive", "GET", "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\nx"},
+		{"connection names a field", "GET", "HTTP/1.1 200 OK\r\nConnection: X-Modelslot-Slot\r\nContent-Length: 1\r\n\r\nx"},
+		{"backend's own set-cookie", "GET", "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Modelslot-Slot: evil\r\nContent-Length: 1\r\n\r\nx"},
+		{"two pragmas", "GET", "HTTP/1.1 200 OK\r\nPragma: x\r\nPragma: no-cache\r\nContent-Length: 1\r\n\r\nx"},
+		{"lower-case", "GET", "HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: CLOSE\r\npragma: no-cache\r\ntrailer: x\r\n\r\nx"},
+	}
+	for _, tc := range responseCases {
+		extra = append(extra, struct{ name, method, raw string }{tc.name, tc.method, tc.raw})
+	}
+	for _, tc := range extra {
+		t.Run(tc.name, func(t *testing.T) {
+			merged := compareResponseInto(t, tc.method, []byte(tc.raw))
+			if want := mergedCases[tc.name]; want != nil && merged != *want {
+				t.Errorf("merged %v, want %v", merged, *want)
+			}
+		})
+	}
+}
+
+var yes, no = true, false
+
+// mergedCases are cases whose path is known.
+var mergedCases = map[string]*bool{
+	"simulator": &yes, "vllm": &yes, "connection keep-alive": &yes, "backend's own set-cookie": &yes,
+	"two pragmas": &yes, "lower-case": &yes, "http/1.0": &yes, "connection close": &yes,
+	"connection names a field": &no, "connection close and more": &no, "chunked": &no, "continue": &no, "head": &no,
+}
+
+func FuzzResponseInto(f *testing.F) {
+	for _, tc := range responseCases {
+		f.Add(tc.method == "HEAD", []byte(tc.raw))
+	}
+	f.Fuzz(func(t *testing.T, head bool, raw []byte) {
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		compareResponseInto(t, method, raw)
+	})
+}
+
+func compareResponseInto(t *testing.T, method string, raw []byte) bool {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://h/", nil)
+	dst, shared := gatewayHeaders()
+	fbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
+	got, merged, gerr := ReadResponseInto(fbr, req, dst, hop)
+	sbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
+	want, werr := http.ReadResponse(sbr, req)
+	if (gerr == nil) != (werr == nil) {
+		t.Fatalf("response %q: error %v, net/http's %v", raw, gerr, werr)
+	}
+	if shared[0] != "production" || len(shared) != 1 {
+		t.Fatalf("response %q changed a shared header slice: %q", raw, shared)
+	}
+	if werr != nil {
+		if merged {
+			t.Fatalf("response %q: merged, and net/http refuses it: %v", raw, werr)
+		}
+		return false
+	}
+	wantDst, _ := gatewayHeaders()
+	if merged {
+		// What a proxy does with net/http's answer.
+		h := want.Header
+		for _, v := range h["Connection"] {
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					delete(h, http.CanonicalHeaderKey(f))
+				}
+			}
+		}
+		for k, vv := range h {
+			if hop(k) {
+				continue
+			}
+			wantDst[k] = append(wantDst[k], vv...)
+		}
+	}
+	if !reflect.DeepEqual(dst, wantDst) {
+		t.Fatalf("response %q (merged %v): header map\n got %v\nwant %v", raw, merged, dst, wantDst)
+	}
+	if merged && !reflect.DeepEqual(got.Header, dst) {
+		t.Fatalf("response %q: merged, but Header is not dst", raw)
+	}
+	type view struct {
+		Status, Proto          string
+		StatusCode             int
+		ProtoMajor, ProtoMinor int
+		ContentLength          int64
+		Close, Uncompressed    bool
+		TransferEncoding       []string
+		Trailer                http.Header
+		NoBody                 bool
+	}
+	v := func(r *http.Response) view {
+		return view{r.Status, r.Proto, r.StatusCode, r.ProtoMajor, r.ProtoMinor, r.ContentLength,
+			r.Close, r.Uncompressed, r.TransferEncoding, r.Trailer, r.Body == http.NoBody}
+	}
+	if g, w := v(got), v(want); !reflect.DeepEqual(g, w) {
+		t.Fatalf("response %q:\n got %+v\nwant %+v", raw, g, w)
+	}
+	if !merged && !reflect.DeepEqual(got.Header, want.Header) {
+		t.Fatalf("response %q: header %v, want %v", raw, got.Header, want.Header)
+	}
+	gbody, gerr := io.ReadAll(got.Body)
+	wbody, werr := io.ReadAll(want.Body)
+	if !bytes.Equal(gbody, wbody) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+		t.Fatalf("body of %q: got %q, %v; want %q, %v", raw, gbody, gerr, wbody, werr)
+	}
+	grest, _ := io.ReadAll(fbr)
+	wrest, _ := io.ReadAll(sbr)
+	if !bytes.Equal(grest, wrest) {
+		t.Fatalf("after %q: left %q, want %q", raw, grest, wrest)
+	}
+	return merged
 }
