@@ -83,12 +83,12 @@ type Server struct {
 	awaitEpoch atomic.Int64
 	awaitWatch atomic.Bool
 	// endWaits ends every wait of awaitNext before it begins (for a test).
-	endWaits bool
-	mu         sync.Mutex
-	listeners  map[net.Listener]struct{}
-	conns      map[*conn]struct{}
-	baseCtx    context.Context
-	cancel     context.CancelFunc
+	endWaits  bool
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	baseCtx   context.Context
+	cancel    context.CancelFunc
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
