@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelslot/modelslot/internal/ctxhook"
 	"github.com/modelslot/modelslot/internal/rawio"
 	"github.com/modelslot/modelslot/internal/wire"
 )
@@ -106,8 +107,13 @@ type upConn struct {
 	// sweep has ended the wait.
 	headSince atomic.Int64
 	sweepMu   sync.Mutex
-	// cancelFn is cancel as a func value, made once.
-	cancelFn func()
+	// cancelFn is cancel as a func value, made once. The exchange's
+	// cancellation is watched through hk (hookID) or afterStop, see
+	// watchCancel.
+	cancelFn  func()
+	hk        ctxhook.Context
+	hookID    uint64
+	afterStop func() bool
 	// awaiter is conn's WriteAwaitRead (nil without one); await asks
 	// Write to use it.
 	awaiter rawio.Awaiter
@@ -404,9 +410,9 @@ func (c *upConn) roundTrip(req *http.Request, dst http.Header) (*http.Response, 
 	ctx := req.Context()
 	// A cancelled request (the client went away) unblocks any read or
 	// write on the connection at once.
-	stop := context.AfterFunc(ctx, c.cancelFn)
+	c.watchCancel(ctx)
 	fail := func(err error) (*http.Response, bool, error) {
-		stop()
+		c.unwatchCancel()
 		c.headSince.Store(notWaiting)
 		c.close()
 		if ctx.Err() != nil {
@@ -460,15 +466,42 @@ func (c *upConn) roundTrip(req *http.Request, dst http.Header) (*http.Response, 
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody {
 		// 204, 304, HEAD: the exchange is over.
-		if stop() && keep {
+		if c.unwatchCancel() && keep {
 			c.u.put(c)
 		} else {
 			c.close()
 		}
 		return resp, merged, nil
 	}
-	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
+	resp.Body = &upBody{c: c, ctx: ctx, body: resp.Body, keep: keep}
 	return resp, merged, nil
+}
+
+// watchCancel makes ctx's cancellation end the connection's reads and
+// writes at once: through the hook of the gateway's server's contexts
+// (no allocation), else context.AfterFunc.
+func (c *upConn) watchCancel(ctx context.Context) {
+	if hk, ok := ctx.(ctxhook.Context); ok {
+		if id, ok := hk.Hook(c.cancelFn); ok {
+			c.hk, c.hookID = hk, id
+			return
+		}
+	}
+	c.hk = nil
+	c.afterStop = context.AfterFunc(ctx, c.cancelFn)
+}
+
+// unwatchCancel stops watchCancel's watch and reports false when the
+// cancellation already ran (or is running): the connection's deadline is
+// then in the past.
+func (c *upConn) unwatchCancel() bool {
+	if hk := c.hk; hk != nil {
+		c.hk = nil
+		return hk.Unhook(c.hookID)
+	}
+	stop := c.afterStop
+	c.afterStop = nil
+	return stop()
 }
 
 // cancel ends the connection's reads and writes at once.
@@ -652,7 +685,6 @@ type upBody struct {
 	c    *upConn
 	ctx  context.Context
 	body io.ReadCloser
-	stop func() bool
 	keep bool
 	done bool
 }
@@ -680,9 +712,9 @@ func (b *upBody) Close() error {
 
 func (b *upBody) finish(complete bool) {
 	b.done = true
-	// stop reports false when the cancellation already fired (or is
-	// firing): the connection's deadline is then in the past.
-	if b.stop() && complete && b.keep {
+	// false when the cancellation already fired (or is firing): the
+	// connection's deadline is then in the past.
+	if b.c.unwatchCancel() && complete && b.keep {
 		b.c.u.put(b.c)
 		return
 	}

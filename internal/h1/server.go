@@ -46,6 +46,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/modelslot/modelslot/internal/ctxhook"
 	"github.com/modelslot/modelslot/internal/rawio"
 	"github.com/modelslot/modelslot/internal/wire"
 )
@@ -328,7 +329,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.br = bufio.NewReaderSize(&c.lr, 4096)
 	c.bw = bufio.NewWriterSize(connWriter{c}, 4096)
 	c.aw, _ = c.rw.(rawio.Awaiter)
-	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	// A request's context is its connection's, with a cancellation hook
+	// for the gateway's upstream exchange (see internal/ctxhook).
+	c.ctx, c.cancel = ctxhook.New(s.baseCtx)
 	c.res.header = http.Header{}
 	if s.ReadHeaderTimeout > 0 {
 		c.idleEpoch.Store(notIdle)

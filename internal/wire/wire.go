@@ -396,16 +396,22 @@ func fastResponseInto(br *bufio.Reader, req *http.Request, dst http.Header, drop
 	pragmaSeen, pragma, cacheControl := false, false, false
 	for _, fd := range h.fs.f[:h.fs.n] {
 		name, v := h.b[fd.k0:fd.k1], h.b[fd.v0:fd.v1]
-		switch {
-		case equalFold(name, "Content-Length"):
-			lengths++
-			if len(v) > 0 {
-				u, err := strconv.ParseUint(string(v), 10, 63)
-				n, lengthOK = int64(u), err == nil
+		// By length first: most names are none of these.
+		switch len(name) {
+		case len("Content-Length"):
+			if equalFold(name, "Content-Length") {
+				lengths++
+				if len(v) > 0 {
+					u, err := strconv.ParseUint(string(v), 10, 63)
+					n, lengthOK = int64(u), err == nil
+				}
 			}
-		case equalFold(name, "Transfer-Encoding"):
-			te = true
-		case equalFold(name, "Connection"):
+		case len("Transfer-Encoding"):
+			te = te || equalFold(name, "Transfer-Encoding")
+		case len("Connection"):
+			if !equalFold(name, "Connection") {
+				continue
+			}
 			for t := range bytes.SplitSeq(v, []byte(",")) {
 				t = bytes.Trim(t, " \t")
 				switch {
@@ -418,13 +424,13 @@ func fastResponseInto(br *bufio.Reader, req *http.Request, dst http.Header, drop
 					otherTok = true
 				}
 			}
-		case equalFold(name, "Pragma"):
+		case len("Pragma"):
 			// net/http looks at the first Pragma value only.
-			if !pragmaSeen {
+			if !pragmaSeen && equalFold(name, "Pragma") {
 				pragmaSeen, pragma = true, string(v) == "no-cache"
 			}
-		case equalFold(name, "Cache-Control"):
-			cacheControl = true
+		case len("Cache-Control"):
+			cacheControl = cacheControl || equalFold(name, "Cache-Control")
 		}
 	}
 	if te || lengths != 1 || !lengthOK || otherTok {
