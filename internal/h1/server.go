@@ -19,7 +19,12 @@
 //   - the connection is watched for a client that hangs up only once a
 //     request has run for WatchAfter (an LLM answer that takes seconds still
 //     stops its upstream request when its client goes; a request answered in
-//     microseconds does not pay for a background read).
+//     microseconds does not pay for a background read);
+//   - no runtime timer changed per request: the idle timeout and the bound
+//     of the wait for the next request after an answer are kept by
+//     server-wide sweeps, the watch's timer is set once for requests back
+//     to back, and a request's context carries a cancellation hook that
+//     costs no allocation (internal/ctxhook).
 //
 // It serves plain HTTP/1.x only (no TLS, no HTTP/2) and supports what a
 // reverse proxy needs: streaming with Flush, chunked and close-delimited
