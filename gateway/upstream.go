@@ -321,7 +321,7 @@ func (u *upstream) janitor() {
 	defer t.Stop()
 	var heads <-chan time.Time
 	if u.headerTimeout > 0 {
-		ht := time.NewTicker(u.headerTimeout / 8)
+		ht := time.NewTicker(max(u.headerTimeout/8, time.Millisecond))
 		defer ht.Stop()
 		heads = ht.C
 	}

@@ -156,8 +156,16 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+// The serve loop clears them before the next request (handlerDeadline).
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.c.handlerDeadline = true
+	return w.c.nc.SetReadDeadline(t)
+}
+
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.c.handlerDeadline = true
+	return w.c.nc.SetWriteDeadline(t)
+}
 
 // sendHead decides the framing and writes the status line and headers.
 func (w *response) sendHead() {

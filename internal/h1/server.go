@@ -198,7 +198,7 @@ const notIdle = math.MaxInt64
 // for IdleTimeout, every eighth of it, until Close, or until Shutdown has
 // closed every connection.
 func (s *Server) sweepIdle() {
-	t := time.NewTicker(s.IdleTimeout / 8)
+	t := time.NewTicker(max(s.IdleTimeout/8, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -389,6 +389,9 @@ type conn struct {
 	await      bool
 	awaitSince atomic.Int64
 	awaitMu    sync.Mutex
+	// handlerDeadline: a handler set a deadline on the connection
+	// (http.ResponseController), cleared before the next request.
+	handlerDeadline bool
 
 	date    []byte
 	dateSec int64
@@ -510,6 +513,10 @@ func (c *conn) serve() {
 		// sends nothing is dropped, as by net/http); for the next requests
 		// the idle timeout, which the server's sweep keeps (sweepIdle).
 		armed := false
+		if c.handlerDeadline {
+			c.handlerDeadline = false
+			c.nc.SetDeadline(time.Time{})
+		}
 		if first && c.s.ReadHeaderTimeout > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
 			armed = true

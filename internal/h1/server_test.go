@@ -731,3 +731,45 @@ func TestAwaitWatchdogStops(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHandlerDeadlineCleared: a deadline a handler sets through
+// http.ResponseController holds for its request only: the connection's
+// next request, sent at once, reads its body after that deadline has
+// passed and is served.
+func TestHandlerDeadlineCleared(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/short" {
+			if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+				t.Error(err)
+			}
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		io.WriteString(w, r.URL.Path+" "+string(b))
+	})})
+	c, br := dialRaw(t, addr)
+	io.WriteString(c, "GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The next request at once (the wait after the answer ends by the
+	// request, not by the await watchdog), its body after the deadline.
+	io.WriteString(c, "POST /next HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+	time.Sleep(300 * time.Millisecond)
+	io.WriteString(c, "cd")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "/next abcd" {
+		t.Fatalf("next request: %s %q", resp.Status, b)
+	}
+}
