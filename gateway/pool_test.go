@@ -27,48 +27,32 @@ import (
 // goes out in one write.
 func strayBackend(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveRaw(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					id := req.Header.Get("X-Id")
-					var out string
-					switch req.URL.Path {
-					case "/v1/chars":
-						body := `{"id":"` + id + `","text":"` + strings.Repeat("é", 16<<10) + `"}`
-						out = answerHead(utf8.RuneCountInString(body)) + body
-					case "/v1/twice":
-						body := strayAnswer(id)
-						other := strayAnswer(id + "-unsolicited")
-						out = answerHead(len(body)) + body + answerHead(len(other)) + other
-					default:
-						body := strayAnswer(id)
-						out = answerHead(len(body)) + body
-					}
-					if _, err := io.WriteString(c, out); err != nil {
-						return
-					}
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			id := req.Header.Get("X-Id")
+			var out string
+			switch req.URL.Path {
+			case "/v1/chars":
+				body := `{"id":"` + id + `","text":"` + strings.Repeat("é", 16<<10) + `"}`
+				out = answerHead(utf8.RuneCountInString(body)) + body
+			case "/v1/twice":
+				body := strayAnswer(id)
+				other := strayAnswer(id + "-unsolicited")
+				out = answerHead(len(body)) + body + answerHead(len(other)) + other
+			default:
+				body := strayAnswer(id)
+				out = answerHead(len(body)) + body
+			}
+			if _, err := io.WriteString(c, out); err != nil {
+				return
+			}
 		}
-	}()
-	return "http://" + ln.Addr().String()
+	})
 }
 
 func answerHead(n int) string {

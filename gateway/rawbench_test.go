@@ -3,25 +3,21 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"strconv"
 	"testing"
 )
 
-// cheapBackend is a model server that costs next to nothing: it reads each
-// request's head and Content-Length body and writes a fixed answer, with
-// no allocation per request, so that a benchmark through it measures the
-// gateway.
-func cheapBackend(tb testing.TB) string {
+// serveRaw is a raw-socket server on loopback for test backends: each
+// connection is served by serve, with a reader over it, until serve returns
+// (then it is closed). It returns the server's base URL.
+func serveRaw(tb testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(benchAnswer)) +
-		"\r\nContent-Type: application/json\r\nX-Sim-Model: production\r\nDate: Sat, 05 Dec 2026 01:22:25 GMT\r\n\r\n" + benchAnswer)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -30,23 +26,34 @@ func cheapBackend(tb testing.TB) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					n, err := readHeadLength(br)
-					if err != nil {
-						return
-					}
-					if _, err := br.Discard(n); err != nil {
-						return
-					}
-					if _, err := c.Write(answer); err != nil {
-						return
-					}
-				}
+				serve(c, bufio.NewReader(c))
 			}()
 		}
 	}()
 	return "http://" + ln.Addr().String()
+}
+
+// cheapBackend is a model server that costs next to nothing: it reads each
+// request's head and Content-Length body and writes a fixed answer, with
+// no allocation per request, so that a benchmark through it measures the
+// gateway.
+func cheapBackend(tb testing.TB) string {
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(benchAnswer)) +
+		"\r\nContent-Type: application/json\r\nX-Sim-Model: production\r\nDate: Sat, 05 Dec 2026 01:22:25 GMT\r\n\r\n" + benchAnswer)
+	return serveRaw(tb, func(c net.Conn, br *bufio.Reader) {
+		for {
+			n, err := readHeadLength(br)
+			if err != nil {
+				return
+			}
+			if _, err := br.Discard(n); err != nil {
+				return
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // readHeadLength reads a message head from br and returns its
@@ -104,5 +111,4 @@ func BenchmarkProxyRaw(b *testing.B) {
 			}
 		}
 	})
-	_ = io.EOF
 }

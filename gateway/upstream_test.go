@@ -126,33 +126,17 @@ func TestUpstreamBackendClosesIdleConnections(t *testing.T) {
 // reading one request; used for framings net/http's server never sends.
 func rawBackend(t *testing.T, answer func(n int, req *http.Request, c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var n atomic.Int64
-	go func() {
+	return serveRaw(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					answer(int(n.Add(1)), req, c)
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			answer(int(n.Add(1)), req, c)
 		}
-	}()
-	return "http://" + ln.Addr().String()
+	})
 }
 
 func TestUpstreamResponseFramings(t *testing.T) {

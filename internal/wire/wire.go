@@ -342,9 +342,10 @@ type respHead struct {
 	fs                       fields
 }
 
-// scanResponse scans the head of a plainly formed answer in br's buffer
-// (a status of 200 or more but 204 and 304, a head whole in the buffer,
-// token names...), or reports false.
+// scanResponse scans the head of a plainly formed answer in br's buffer,
+// or reports false. Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF, 200
+// or more but 204 and 304 (1xx, 204 and 304 have their own body rules);
+// the head whole in the buffer, its fields as fields.scan accepts them.
 func scanResponse(br *bufio.Reader, req *http.Request, h *respHead) bool {
 	if req != nil && req.Method == http.MethodHead {
 		return false // no body whatever the head says: net/http's rules
@@ -453,21 +454,27 @@ func fastResponseInto(br *bufio.Reader, req *http.Request, dst http.Header, drop
 		vals[h.fs.n] = "no-cache"
 		addValue(dst, "Cache-Control", vals[h.fs.n:])
 	}
+	closes := closeTok
+	if h.minor == 0 {
+		closes = closeTok || !keepAlive
+	}
+	return h.response(br, req, s, dst, n, closes)
+}
+
+// response makes the answer of the head h, whose text is s, and takes the
+// head out of br.
+func (h *respHead) response(br *bufio.Reader, req *http.Request, s string, header http.Header, n int64, closes bool) *http.Response {
 	resp := &http.Response{
 		Status:        s[9:h.reason],
 		StatusCode:    h.code,
 		Proto:         h.proto,
 		ProtoMajor:    1,
 		ProtoMinor:    h.minor,
-		Header:        dst,
+		Header:        header,
 		Body:          http.NoBody,
 		ContentLength: n,
 		Request:       req,
-	}
-	if h.minor == 0 {
-		resp.Close = closeTok || !keepAlive
-	} else {
-		resp.Close = closeTok
+		Close:         closes,
 	}
 	br.Discard(h.end)
 	if n > 0 {
@@ -492,62 +499,20 @@ func equalFold(b []byte, name string) bool {
 }
 
 func fastResponse(br *bufio.Reader, req *http.Request) *http.Response {
-	if req != nil && req.Method == http.MethodHead {
-		return nil // no body whatever the head says: net/http's rules
-	}
-	if _, err := br.Peek(1); err != nil {
-		return nil // net/http reports it
-	}
-	end := HeadLen(br)
-	if end < 0 {
+	var rh respHead
+	if !scanResponse(br, req, &rh) {
 		return nil
 	}
-	b, _ := br.Peek(end)
-	// Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF, 200 or more but
-	// 204 and 304 (1xx, 204 and 304 have their own body rules).
-	proto, minor, ok := version(b, 0)
-	if !ok || len(b) < 13 || b[8] != ' ' {
-		return nil
-	}
-	for _, c := range b[9:12] {
-		if c < '0' || c > '9' {
-			return nil
-		}
-	}
-	code := int(b[9]-'0')*100 + int(b[10]-'0')*10 + int(b[11]-'0')
-	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
-		return nil
-	}
-	i := 12
-	if b[i] == ' ' {
-		for i++; i < len(b) && valueByte[b[i]]; i++ {
-		}
-	}
-	s, h, ok := fieldsAt(b, i)
-	if !ok || h["Transfer-Encoding"] != nil {
+	s := string(rh.b)
+	h := rh.fs.header(s)
+	if h["Transfer-Encoding"] != nil {
 		return nil
 	}
 	n, ok := contentLength(h)
 	if !ok || h["Content-Length"] == nil {
 		return nil // a body to the end of the connection: net/http's
 	}
-	resp := &http.Response{
-		Status:        s[9:i],
-		StatusCode:    code,
-		Proto:         proto,
-		ProtoMajor:    1,
-		ProtoMinor:    minor,
-		Header:        h,
-		Body:          http.NoBody,
-		ContentLength: n,
-		Request:       req,
-	}
-	resp.Close = shouldClose(minor, h, true)
-	br.Discard(end)
-	if n > 0 {
-		resp.Body = &Body{r: br, n: n}
-	}
-	return resp
+	return rh.response(br, req, s, h, n, shouldClose(rh.minor, h, true))
 }
 
 // Body is a message body of known length read from the connection's
