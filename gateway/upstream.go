@@ -172,9 +172,11 @@ const (
 )
 
 // headSweeps is how many sweeps an answer's head is awaited before the
-// header timeout ends the wait: one more than the eight that make the
-// timeout, as the wait may have begun just after a sweep.
-const headSweeps = 9
+// header timeout ends the wait: two more than the eight that make the
+// timeout, as the wait may have begun just after a sweep, and the first
+// sweep it sees may be one that was due before (a ticker's late tick): at
+// least eight sweeps' time has passed at the tenth.
+const headSweeps = 10
 
 // monoBase is the origin of mono.
 var monoBase = time.Now()
@@ -358,7 +360,7 @@ func (u *upstream) janitor() {
 // sweepHeads ends the wait of every answer's head awaited for the header
 // timeout: its connection's read deadline, set in the past, fails the read
 // with a timeout (the request gets a 504, see errHeaderTimeout). The wait
-// ends between 1 and 1.125 times the timeout after the request was sent.
+// ends between 1 and 1.25 times the timeout after the request was sent.
 // A deadline set and cleared around every head instead costs a runtime
 // timer changed twice and four clock reads a request.
 func (u *upstream) sweepHeads() {

@@ -71,7 +71,7 @@ type Server struct {
 	// when there is no ReadHeaderTimeout (default 0: none). It is kept by
 	// a sweep every eighth of it, not by a read deadline per request (a
 	// runtime timer changed twice and four clock reads): a connection is
-	// closed after between 1 and 1.125 times IdleTimeout of waiting.
+	// closed after between 1 and 1.25 times IdleTimeout of waiting.
 	IdleTimeout time.Duration
 	// WatchAfter is how long a request runs before its connection is
 	// watched for a client that hangs up, which cancels the request's
@@ -131,9 +131,10 @@ func (s *Server) startAwaitWatch() {
 }
 
 // watchAwaits ends the waits of awaitNext that began two ticks ago or
-// more, a tick every half awaitFallback: a wait ends after between half
-// awaitFallback and awaitFallback. It stops at a tick that finds no
-// connection waiting (the next wait starts it again).
+// more, a tick every half awaitFallback: a wait ends within about
+// awaitFallback (sooner when a tick was late: ending a wait early costs
+// only the read it spared). It stops at a tick that finds no connection
+// waiting (the next wait starts it again).
 func (s *Server) watchAwaits() {
 	t := time.NewTicker(awaitFallback / 2)
 	defer t.Stop()
@@ -186,9 +187,11 @@ func (c *conn) endAwait(since int64) {
 }
 
 // idleSweeps is how many sweeps a connection waits before it is closed:
-// one more than the eight that make IdleTimeout, since it may have begun
-// to wait just after a sweep.
-const idleSweeps = 9
+// two more than the eight that make IdleTimeout, since it may have begun
+// to wait just after a sweep, and the first sweep it sees may be one that
+// was due before (a ticker's late tick): at least eight sweeps' time has
+// passed at the tenth.
+const idleSweeps = 10
 
 // notIdle marks a connection the sweep leaves alone (a new one whose
 // first head has ReadHeaderTimeout's deadline).
@@ -434,7 +437,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 }
 
 // awaitFallback bounds the wait of awaitNext: the server's watchdog ends
-// the waits that have lasted for between half of it and all of it.
+// the waits that have lasted for about that long (see watchAwaits).
 const awaitFallback = 20 * time.Millisecond
 
 // awaitEnded marks conn.awaitSince of a wait the watchdog ended.
