@@ -141,6 +141,14 @@ func (d *Daemon) start(ctx context.Context, getenv func(string) string) (err err
 		d.Replica = replicaName(cfg)
 		gwReg = prometheus.WrapRegistererWith(prometheus.Labels{"replica": d.Replica}, reg)
 		shipper := pg.NewShipper(d.Replica, log.With("component", "samples"))
+		// Joined before the gateway serves: the judged window waits for
+		// the replicas in the store's list, and a replica not in it yet
+		// would serve requests whose samples could land behind the
+		// judge's cursor, never counted. (An empty first shipment puts it
+		// there.)
+		if err := shipper.Flush(ctx); err != nil {
+			return err
+		}
 		tap = shipper.Add
 		sctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

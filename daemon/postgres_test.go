@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/modelslot/modelslot"
 	"github.com/modelslot/modelslot/config"
 	"github.com/modelslot/modelslot/daemon"
@@ -245,6 +247,29 @@ func TestSharedStoreRefusesCommands(t *testing.T) {
 // rollout controller, whichever replica runs it: the judged phase counts
 // exactly the requests both replicas sent to each side, and the metrics
 // endpoint of either replica summarises both.
+// TestReplicaJoinsBeforeServing: a replica is in the store's list of
+// replicas, whose progress holds the judged window back, when its start
+// returns, before its gateway serves anything. It used to join at its
+// first shipment, a second later: the judge could move its cursor past
+// requests the new replica had served meanwhile, and never count them
+// (TestJudgeSeesEveryReplica failed about one run in eight under load).
+func TestReplicaJoinsBeforeServing(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	e := startDaemonWith(t, pgConfig(t, dsn))
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM replicas WHERE name = $1`, e.d.Replica).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("replica %s is not in the store's list when its start returns", e.d.Replica)
+	}
+}
+
 func TestJudgeSeesEveryReplica(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	rs := []*env{startDaemonWith(t, pgConfig(t, dsn))}
