@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -296,9 +295,7 @@ func (mw *meterWriter) WriteHeader(code int) {
 	if mw.status == 0 {
 		mw.status = code
 		h := mw.Header()
-		if ct := h["Content-Type"]; len(ct) > 0 {
-			mw.stream = strings.HasPrefix(ct[0], "text/event-stream")
-		}
+		mw.stream = eventStream(h)
 		if mw.rw != nil && !mw.stream {
 			// The body's length changes when the model name is rewritten.
 			delete(h, "Content-Length")

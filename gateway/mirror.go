@@ -288,7 +288,7 @@ func (m *mirrorer) send(job *mirrorJob) (shadowAnswer, error) {
 	}
 	defer resp.Body.Close()
 	out.status = resp.StatusCode
-	out.stream = strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	out.stream = eventStream(resp.Header)
 	if out.stream {
 		err = out.readStream(resp.Body, start)
 	} else {

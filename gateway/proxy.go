@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/modelslot/modelslot/internal/wire"
 )
 
 // proxy forwards r to b. Plain HTTP/1.1 exchanges with an http:// backend
@@ -29,7 +31,7 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	// The hop-by-hop headers, and the forwarding headers from the client,
 	// which are not to be trusted (the ReverseProxy's Rewrite mode drops
 	// them too).
-	removeHeaders(h, func(k string) bool { return hopHeader(k) || forwardedHeader(k) })
+	removeHeaders(h, func(k string) bool { return wire.HopByHop(k) || forwardedHeader(k) })
 	if trailers {
 		h["Te"] = []string{"trailers"}
 	}
@@ -46,7 +48,7 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !merged {
-		removeHeaders(resp.Header, hopHeader)
+		removeHeaders(resp.Header, wire.HopByHop)
 		for k, vv := range resp.Header {
 			if old, ok := dst[k]; ok {
 				// A copy: old may be shared (the gateway's own headers).
@@ -68,10 +70,7 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 	// Streams (SSE, or any answer of unknown length) go out write by
 	// write; an answer of known length in as few writes as the buffer
 	// allows.
-	flush := resp.ContentLength == -1
-	if ct := resp.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream") {
-		flush = true
-	}
+	flush := resp.ContentLength == -1 || eventStream(resp.Header)
 	if err := copyAnswer(w, resp.Body, flush); err != nil {
 		resp.Body.Close()
 		// The answer broke after its head was sent: abort, so that the
@@ -92,6 +91,13 @@ func (g *Gateway) proxy(b *Backend, w http.ResponseWriter, r *http.Request) {
 			dst[http.TrailerPrefix+k] = vv
 		}
 	}
+}
+
+// eventStream reports whether an answer's header says it is an SSE
+// stream (a canonical map: no Get, which canonicalizes the name again).
+func eventStream(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream")
 }
 
 // plainExchange reports whether r needs nothing beyond a plain HTTP/1.1
@@ -144,17 +150,6 @@ func removeHeaders(h http.Header, drop func(string) bool) {
 			delete(h, k)
 		}
 	}
-}
-
-// hopHeader reports the hop-by-hop headers of RFC 9110 section 7.6.1
-// that the ReverseProxy removes too.
-func hopHeader(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
 }
 
 // forwardedHeader reports the forwarding headers a client may send.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelslot/modelslot/internal/wire"
 )
 
 // TestProxyHeaders: hop-by-hop headers (and those the Connection header
@@ -134,13 +136,13 @@ func TestRemoveHeaders(t *testing.T) {
 		"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"},
 	}
 	resp := h.Clone()
-	removeHeaders(h, func(k string) bool { return hopHeader(k) || forwardedHeader(k) })
+	removeHeaders(h, func(k string) bool { return wire.HopByHop(k) || forwardedHeader(k) })
 	want := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"}}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("request headers left: %v, want %v", h, want)
 	}
 	// An answer keeps the forwarding headers (they are not hop-by-hop).
-	removeHeaders(resp, hopHeader)
+	removeHeaders(resp, wire.HopByHop)
 	want = http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"1"},
 		"Forwarded": {"k"}, "X-Forwarded-For": {"l"}, "X-Forwarded-Host": {"m"}, "X-Forwarded-Proto": {"n"}}
 	if !reflect.DeepEqual(resp, want) {

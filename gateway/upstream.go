@@ -439,7 +439,7 @@ func (c *upConn) roundTrip(req *http.Request, dst http.Header) (*http.Response, 
 		if dst != nil {
 			// Only a final answer of 200 or more merges (and nothing
 			// fails after it below).
-			resp, merged, err = wire.ReadResponseInto(c.br, req, dst, hopHeader)
+			resp, merged, err = wire.ReadResponseInto(c.br, req, dst, wire.HopByHop)
 		} else {
 			resp, err = wire.ReadResponse(c.br, req)
 		}

@@ -483,6 +483,18 @@ func (h *respHead) response(br *bufio.Reader, req *http.Request, s string, heade
 	return resp
 }
 
+// HopByHop reports the hop-by-hop header fields of RFC 9110 section 7.6.1
+// (canonical names), which a proxy does not pass on; net/http's
+// ReverseProxy drops the same.
+func HopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
 // addValue appends the single value v to dst[k], copying what dst holds:
 // its slices may be shared.
 func addValue(dst http.Header, k string, v []string) {

@@ -353,17 +353,6 @@ func BenchmarkReadResponse(b *testing.B) {
 	}
 }
 
-// hop is a proxy's drop function for ReadResponseInto (the gateway's
-// hop-by-hop fields).
-func hop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
 // gatewayHeaders is what a proxy's answer holds before the backend's
 // fields come: its own, one of them shared, and one name a backend sends
 // too.
@@ -416,7 +405,7 @@ func compareResponseInto(t *testing.T, method string, raw []byte) bool {
 	req, _ := http.NewRequest(method, "http://h/", nil)
 	dst, shared := gatewayHeaders()
 	fbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
-	got, merged, gerr := ReadResponseInto(fbr, req, dst, hop)
+	got, merged, gerr := ReadResponseInto(fbr, req, dst, HopByHop)
 	sbr := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
 	want, werr := http.ReadResponse(sbr, req)
 	if (gerr == nil) != (werr == nil) {
@@ -443,7 +432,7 @@ func compareResponseInto(t *testing.T, method string, raw []byte) bool {
 			}
 		}
 		for k, vv := range h {
-			if hop(k) {
+			if HopByHop(k) {
 				continue
 			}
 			wantDst[k] = append(wantDst[k], vv...)
